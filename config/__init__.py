@@ -1,0 +1,1 @@
+"""creditwatch configuration: the Settings model and example files."""
