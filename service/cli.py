@@ -1,0 +1,176 @@
+"""The ``creditwatch`` command: demo, run, poller, service, sandbox, check-config.
+
+A bad setting exits with code 2 and one line naming it; secrets are never printed.
+
+Usage::
+
+    creditwatch demo --duration 90     # everything in one process, embedded Redis, sandbox API
+    creditwatch run                    # poller + service against the real API
+    creditwatch check-config           # the effective settings, secrets masked
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import structlog
+
+from config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from service.embedded_redis import EmbeddedRedis
+from service.logs import configure_logging
+from service.roles import poller_role, service_role
+from workers.sandbox import DEMO_SCENARIO, SandboxServer, load_scenario, run_sandbox
+
+__all__ = ["main"]
+
+log = structlog.get_logger(__name__)
+
+EXIT_BAD_SETTING = 2
+DEMO_POLL_INTERVAL_S = 2.0
+
+RoleFactory = Callable[[Settings, str], AbstractAsyncContextManager[object]]
+
+
+def _fail(message: str) -> int:
+    print(f"creditwatch: {message}", file=sys.stderr)
+    return EXIT_BAD_SETTING
+
+
+@asynccontextmanager
+async def _redis_url(settings: Settings, *, fresh: bool = False) -> AsyncIterator[str]:
+    """The configured Redis, or an embedded one with its data under ``data_dir``."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    folder = settings.data_dir / ("demo" if fresh else "redis")
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    with EmbeddedRedis(folder) as url:
+        yield url
+
+
+async def _until_stopped(duration_s: float | None) -> None:
+    """Wait for Ctrl-C / SIGTERM, or for ``duration_s`` seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration_s)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run_roles(settings: Settings, roles: Sequence[RoleFactory]) -> None:
+    async with _redis_url(settings) as url, contextlib.AsyncExitStack() as stack:
+        for role in roles:
+            await stack.enter_async_context(role(settings, url))
+        await _until_stopped(None)
+
+
+async def _demo(settings: Settings, duration_s: float | None, speed: float | None) -> None:
+    scenario = load_scenario(DEMO_SCENARIO)
+    async with SandboxServer(scenario, speed=speed) as sandbox:
+        demo = settings.model_copy(
+            update={
+                "tiktok": settings.tiktok.model_copy(
+                    update={
+                        "base_url": sandbox.base_url,
+                        "access_token": scenario.access_token_secret,
+                        "bc_ids": [bc.bc_id for bc in scenario.business_centers],
+                    }
+                ),
+                "poll": settings.poll.model_copy(
+                    update={"balance_interval_s": DEMO_POLL_INTERVAL_S}
+                ),
+                "notify": settings.notify.model_copy(update={"console": True}),
+            }
+        )
+        print(
+            f"creditwatch demo: sandbox API at {sandbox.base_url} "
+            f"({scenario.speed:g} simulated seconds per second), polling every "
+            f"{DEMO_POLL_INTERVAL_S:g} s. Alerts appear below; Ctrl-C to stop.",
+            flush=True,
+        )
+        async with (
+            _redis_url(demo, fresh=True) as url,
+            service_role(demo, url, console=sys.stdout),
+            poller_role(demo, url),
+        ):
+            await _until_stopped(duration_s)
+    print("creditwatch demo: stopped.", flush=True)
+
+
+def _check_config(settings: Settings) -> int:
+    # SecretStr dumps as "**********" in JSON mode: secrets stay masked.
+    print(json.dumps(settings.model_dump(mode="json"), indent=2, default=str))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="creditwatch",
+        description="Alerts for TikTok Ads credits: low, exhausted, frozen, expiring.",
+        epilog=f"Settings come from {ENV_PREFIX}* variables and {ENV_PREFIX}CONFIG_FILE.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="everything in one process against the sandbox")
+    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    demo.add_argument("--speed", type=float, default=None, help="simulated s per real s")
+    commands.add_parser("run", help="poller and service roles against the real API")
+    commands.add_parser("poller", help="the poller role only")
+    commands.add_parser("service", help="the service role (detectors, notifiers) only")
+    sandbox = commands.add_parser("sandbox", help="serve the TikTok API simulator")
+    sandbox.add_argument("--scenario", type=Path, default=DEMO_SCENARIO)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--speed", type=float, default=None)
+    commands.add_parser("check-config", help="validate settings and print them, masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command in {"run", "poller"}:
+            settings.require_api_access()
+    except SettingsError as error:
+        return _fail(str(error))
+    level = settings.log_level
+    if args.command == "demo" and f"{ENV_PREFIX}LOG_LEVEL" not in os.environ:
+        level = "warning"  # the demo's console is for alerts
+    configure_logging(level, settings.log_format)
+
+    if args.command == "check-config":
+        return _check_config(settings)
+    if args.command == "sandbox":
+        run_sandbox(args.scenario, host=args.host, port=args.port, speed=args.speed)
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "demo":
+            asyncio.run(_demo(settings, args.duration, args.speed))
+        else:
+            roles: dict[str, list[RoleFactory]] = {
+                "run": [service_role, poller_role],
+                "poller": [poller_role],
+                "service": [service_role],
+            }
+            asyncio.run(_run_roles(settings, roles[args.command]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

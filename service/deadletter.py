@@ -1,0 +1,61 @@
+"""The dead-letter stream: where input that cannot be processed is set aside, not dropped.
+
+Every entry says where it came from, why it was refused and carries the original payload, so
+an operator can inspect it (``XRANGE <prefix>:deadletter - +``) and replay it once fixed.
+
+Usage::
+
+    await DeadLetters(redis, settings.streams).put(
+        source="snapshots", reason="validation", payload=raw, error=str(exc), entry_id=msg_id
+    )
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from redis.asyncio import Redis
+
+from config.settings import StreamSettings
+from service import metrics
+
+__all__ = ["DeadLetters"]
+
+log = structlog.get_logger(__name__)
+
+# Enough to see what was wrong; a hostile multi-megabyte entry is not copied whole.
+_MAX_PAYLOAD = 64 * 1024
+_MAX_ERROR = 2000
+
+
+class DeadLetters:
+    """Writes refused input to the dead-letter stream, logs it and counts it."""
+
+    def __init__(self, redis: Redis, streams: StreamSettings) -> None:
+        self._redis = redis
+        self._stream = streams.deadletter
+        self._maxlen = streams.maxlen
+
+    async def put(
+        self,
+        *,
+        source: str,
+        reason: str,
+        payload: bytes,
+        error: str,
+        entry_id: str = "",
+    ) -> None:
+        fields: dict[str | bytes, str | bytes] = {
+            "source": source,
+            "reason": reason,
+            "entry_id": entry_id,
+            "error": error[:_MAX_ERROR],
+            "payload": payload[:_MAX_PAYLOAD],
+            "at": datetime.now(UTC).isoformat(),
+        }
+        await self._redis.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
+        metrics.DEADLETTERED.labels(source=source).inc()
+        log.warning(
+            "deadletter.put", source=source, reason=reason, entry_id=entry_id, error=error[:300]
+        )

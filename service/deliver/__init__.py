@@ -1,0 +1,1 @@
+"""Deliver: send alert transitions to the console and to signed-webhook subscribers."""

@@ -1,0 +1,1 @@
+"""Detect: turn snapshots into alert transitions, with per-account state in Redis."""

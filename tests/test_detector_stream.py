@@ -1,0 +1,131 @@
+"""The detector path on a real Redis: stream in, state in Redis, alert transitions out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from config.settings import NotifySettings, Settings
+from service.alerts import parse_transition
+from service.deadletter import DeadLetters
+from service.detect import credit_balance
+from service.detect.state import StateStore
+from service.roles import service_role
+from tests.waiting import eventually
+from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def snapshot(valid_grant: str, minute: int) -> AccountBalanceSnapshot:
+    grant = Decimal(valid_grant)
+    return AccountBalanceSnapshot(
+        bc_id="70",
+        advertiser_id="71",
+        advertiser_name="Draining Shop",
+        currency="USD",
+        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
+        observed_at=T0 + timedelta(minutes=minute),
+    )
+
+
+def quiet(settings: Settings) -> Settings:
+    return settings.model_copy(update={"notify": NotifySettings(console=False)})
+
+
+async def alerts_on_stream(redis: Redis, settings: Settings) -> list[tuple[str, str]]:
+    entries = await redis.xrange(settings.streams.alerts)
+    out = []
+    for _, fields in entries:
+        # Written through FastStream: its envelope wraps our JSON body.
+        from faststream.redis.parser import BinaryMessageFormatV1
+
+        body, _ = BinaryMessageFormatV1.parse(fields[b"__data__"])
+        transition = parse_transition(body)
+        out.append((transition.kind, transition.status))
+    return out
+
+
+async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
+    settings: Settings, redis_client: Redis
+) -> None:
+    settings = quiet(settings)
+    stream = settings.streams.snapshots
+    async with service_role(settings, settings.redis_url or "") as broker:
+        await redis_client.xadd(stream, {"__data__": b"not json at all"})
+        await redis_client.xadd(stream, {"__data__": b'{"kind": "account_balance"}'})
+        await redis_client.xadd(stream, {"something": b"else"})
+        await broker.publish(snapshot("300", 0).to_json(), stream=stream)
+        await broker.publish(snapshot("10", 1).to_json(), stream=stream)
+
+        async def low_fired() -> bool:
+            return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
+
+        await eventually(low_fired)
+        dead = await redis_client.xrange(settings.streams.deadletter)
+        assert len(dead) == 3
+        assert {fields[b"reason"] for _, fields in dead} == {b"malformed"}
+        assert {fields[b"source"] for _, fields in dead} == {b"snapshots"}
+        assert dead[0][1][b"payload"] == b"not json at all"
+        # Everything was acknowledged: nothing is left pending for the detectors.
+        pending = await redis_client.xpending(stream, "detectors")
+        assert pending["pending"] == 0
+
+
+async def test_a_redelivered_snapshot_does_not_alert_twice(
+    settings: Settings, redis_client: Redis
+) -> None:
+    settings = quiet(settings)
+    stream = settings.streams.snapshots
+    async with service_role(settings, settings.redis_url or "") as broker:
+        for snap in (snapshot("300", 0), snapshot("10", 1), snapshot("10", 1), snapshot("0", 2)):
+            await broker.publish(snap.to_json(), stream=stream)
+        await broker.publish(snapshot("10", 1).to_json(), stream=stream)  # late duplicate
+
+        async def all_read() -> bool:
+            groups = await redis_client.xinfo_groups(stream)
+            return bool(groups[0]["entries-read"] == 5 and groups[0]["pending"] == 0)
+
+        await eventually(all_read)
+        assert await alerts_on_stream(redis_client, settings) == [
+            (credit_balance.LOW, "firing"),
+            (credit_balance.EXHAUSTED, "firing"),
+        ]
+
+
+async def test_racing_replicas_commit_one_transition(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """Two stores applying the same snapshot at once: WATCH makes one of them a no-op."""
+    broker = RedisBroker(settings.redis_url or "")
+    await broker.connect()
+    clients = [Redis.from_url(settings.redis_url or "") for _ in range(4)]
+    try:
+        stores = [StateStore(client, broker, settings.streams) for client in clients]
+        first = snapshot("300", 0)
+        await stores[0].apply("71", lambda s: credit_balance.evaluate(s, first, settings.detect.thresholds))
+        low = snapshot("5", 1)
+        results = await asyncio.gather(
+            *(
+                store.apply("71", lambda s: credit_balance.evaluate(s, low, settings.detect.thresholds))
+                for store in stores
+            )
+        )
+        assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+        assert await alerts_on_stream(redis_client, settings) == [(credit_balance.LOW, "firing")]
+    finally:
+        await broker.stop()
+        for client in clients:
+            await client.aclose()
+
+
+async def test_dead_letters_keep_the_payload_and_count(settings: Settings, redis_client: Redis) -> None:
+    dead_letters = DeadLetters(redis_client, settings.streams)
+    await dead_letters.put(source="x", reason="r", payload=b"p" * 100_000, error="boom")
+    [(_, fields)] = await redis_client.xrange(settings.streams.deadletter)
+    assert fields[b"error"] == b"boom"
+    assert len(fields[b"payload"]) == 64 * 1024
