@@ -1,0 +1,78 @@
+"""A real local webhook receiver for the tests: verifies Standard Webhooks signatures.
+
+It answers with scripted responses (status, headers, delay) in order, then 200, and records
+every request it got, verified or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.http_server import AsgiServer
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    payload: dict[str, Any] | None  # None when the signature did not verify
+
+    @property
+    def verified(self) -> bool:
+        return self.payload is not None
+
+
+class WebhookSink:
+    """``async with WebhookSink([Reply(500)]) as sink: sink.url``"""
+
+    def __init__(self, replies: list[Reply] | None = None, secret: str = SECRET) -> None:
+        self.replies = list(replies or [])
+        self.received: list[Received] = []
+        self._verifier = Webhook(secret)
+        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+        self._server = AsgiServer(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self._server.url}/hook"
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [r.payload for r in self.received if r.payload is not None]
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        headers = dict(request.headers)
+        try:
+            payload = self._verifier.verify(body, headers)
+        except WebhookVerificationError:
+            payload = None
+        self.received.append(Received(headers=headers, body=body, payload=payload))
+        reply = self.replies.pop(0) if self.replies else Reply()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        return Response(status_code=reply.status, headers=reply.headers)
+
+    async def __aenter__(self) -> WebhookSink:
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.stop()
