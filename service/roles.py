@@ -122,6 +122,8 @@ async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[Balan
             try:
                 yield poller
             finally:
+                scheduler.pause()
+                await poller.drain(timeout_s=settings.tiktok.timeout_s)
                 scheduler.shutdown(wait=False)
     finally:
         await broker.stop()

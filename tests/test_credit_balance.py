@@ -142,7 +142,9 @@ def test_alert_ids_are_deterministic_per_episode() -> None:
     ),
     st.data(),
 )
-def test_replaying_snapshots_never_notifies_twice(balances: list[Decimal], data: st.DataObject) -> None:
+def test_replaying_snapshots_never_notifies_twice(
+    balances: list[Decimal], data: st.DataObject
+) -> None:
     """Re-delivering any earlier snapshot, in any order, emits nothing new."""
     snapshots = [snap(str(b), minute) for minute, b in enumerate(balances)]
     state: AccountState | None = None

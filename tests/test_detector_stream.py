@@ -15,6 +15,7 @@ from service.deadletter import DeadLetters
 from service.detect import credit_balance
 from service.detect.state import StateStore
 from service.roles import service_role
+from tests.streams import body, entries
 from tests.waiting import eventually
 from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
 
@@ -38,16 +39,8 @@ def quiet(settings: Settings) -> Settings:
 
 
 async def alerts_on_stream(redis: Redis, settings: Settings) -> list[tuple[str, str]]:
-    entries = await redis.xrange(settings.streams.alerts)
-    out = []
-    for _, fields in entries:
-        # Written through FastStream: its envelope wraps our JSON body.
-        from faststream.redis.parser import BinaryMessageFormatV1
-
-        body, _ = BinaryMessageFormatV1.parse(fields[b"__data__"])
-        transition = parse_transition(body)
-        out.append((transition.kind, transition.status))
-    return out
+    transitions = [parse_transition(body(f)) for f in await entries(redis, settings.streams.alerts)]
+    return [(t.kind, t.status) for t in transitions]
 
 
 async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
@@ -66,11 +59,11 @@ async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
             return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
 
         await eventually(low_fired)
-        dead = await redis_client.xrange(settings.streams.deadletter)
+        dead = await entries(redis_client, settings.streams.deadletter)
         assert len(dead) == 3
-        assert {fields[b"reason"] for _, fields in dead} == {b"malformed"}
-        assert {fields[b"source"] for _, fields in dead} == {b"snapshots"}
-        assert dead[0][1][b"payload"] == b"not json at all"
+        assert {fields[b"reason"] for fields in dead} == {b"malformed"}
+        assert {fields[b"source"] for fields in dead} == {b"snapshots"}
+        assert dead[0][b"payload"] == b"not json at all"
         # Everything was acknowledged: nothing is left pending for the detectors.
         pending = await redis_client.xpending(stream, "detectors")
         assert pending["pending"] == 0
@@ -107,11 +100,15 @@ async def test_racing_replicas_commit_one_transition(
     try:
         stores = [StateStore(client, broker, settings.streams) for client in clients]
         first = snapshot("300", 0)
-        await stores[0].apply("71", lambda s: credit_balance.evaluate(s, first, settings.detect.thresholds))
+        await stores[0].apply(
+            "71", lambda s: credit_balance.evaluate(s, first, settings.detect.thresholds)
+        )
         low = snapshot("5", 1)
         results = await asyncio.gather(
             *(
-                store.apply("71", lambda s: credit_balance.evaluate(s, low, settings.detect.thresholds))
+                store.apply(
+                    "71", lambda s: credit_balance.evaluate(s, low, settings.detect.thresholds)
+                )
                 for store in stores
             )
         )
@@ -123,9 +120,11 @@ async def test_racing_replicas_commit_one_transition(
             await client.aclose()
 
 
-async def test_dead_letters_keep_the_payload_and_count(settings: Settings, redis_client: Redis) -> None:
+async def test_dead_letters_keep_the_payload_and_count(
+    settings: Settings, redis_client: Redis
+) -> None:
     dead_letters = DeadLetters(redis_client, settings.streams)
     await dead_letters.put(source="x", reason="r", payload=b"p" * 100_000, error="boom")
-    [(_, fields)] = await redis_client.xrange(settings.streams.deadletter)
+    [fields] = await entries(redis_client, settings.streams.deadletter)
     assert fields[b"error"] == b"boom"
     assert len(fields[b"payload"]) == 64 * 1024

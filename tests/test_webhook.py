@@ -18,6 +18,7 @@ from service.deliver.consumer import Notifier
 from service.deliver.receivers import DeliveryFailed
 from service.deliver.webhook import WebhookReceiver, message_id, retry_after_s
 from tests.receiver import SECRET, Reply, WebhookSink
+from tests.streams import entries
 from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 OBSERVED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -60,7 +61,11 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def receiver(
-    url: str, http: httpx.AsyncClient, sleeps: Sleeps, *, kinds: list[str] | None = None,
+    url: str,
+    http: httpx.AsyncClient,
+    sleeps: Sleeps,
+    *,
+    kinds: list[str] | None = None,
     timeout_s: float = 15.0,
 ) -> WebhookReceiver:
     subscriber = WebhookSubscriber(
@@ -180,6 +185,6 @@ async def test_notifier_sends_each_delivery_once_and_dead_letters_failures(
         await notifier.handle(payload, "1-0")  # the same entry, redelivered
     assert len(good.received) == 1
     assert len(bad.received) == 2  # 400 is final; the redelivery tried once more
-    dead = await redis_client.xrange(settings.streams.deadletter)
-    assert [fields[b"source"] for _, fields in dead] == [b"deliveries", b"deliveries"]
-    assert b"HTTP 400" in dead[0][1][b"error"]
+    dead = await entries(redis_client, settings.streams.deadletter)
+    assert [fields[b"source"] for fields in dead] == [b"deliveries", b"deliveries"]
+    assert b"HTTP 400" in dead[0][b"error"]

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.05
+    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, every: float = 0.05
 ) -> None:
     """Wait until ``check()`` is true; fail the test with a clear message at the deadline."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(every)

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,9 +75,19 @@ class BalancePoller:
         self._publisher = publisher
         self._reject = reject
         self._clock = clock
+        self._in_flight: set[asyncio.Task[object]] = set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let polls under way finish (up to ``timeout_s``), so a stop loses no fetched data."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=timeout_s)
 
     async def poll(self, bc_id: str) -> PollResult | None:
         """One poll of ``bc_id``; returns None if the API call failed (logged and counted)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         try:
             rows = await self._api.advertiser_balances(bc_id)
         except AuthError as error:
@@ -109,8 +120,9 @@ class BalancePoller:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
         )
         metrics.ACCOUNTS_REJECTED.labels(source=SOURCE).inc()
-        log.warning("poll.account_rejected", bc_id=bc_id, advertiser_id=advertiser_id,
-                    error=problems)
+        log.warning(
+            "poll.account_rejected", bc_id=bc_id, advertiser_id=advertiser_id, error=problems
+        )
         try:
             payload = wire.dumps(row)
         except TypeError:

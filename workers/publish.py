@@ -29,13 +29,12 @@ class SnapshotPublisher:
     def __init__(self, broker: RedisBroker, redis: Redis, streams: StreamSettings) -> None:
         self._redis = redis
         self._publisher = broker.publisher(
-            streams.snapshots,
+            stream=streams.snapshots,
             title=streams.snapshots,
             description="One entry per observed fact: balances, spend, transactions.",
             schema=AccountBalanceSnapshot,
         )
         self._maxlen = streams.maxlen
-        self._stream = streams.snapshots
 
     async def publish(self, snapshots: Sequence[Snapshot]) -> int:
         """Publish every snapshot in one round trip; returns how many were written."""
@@ -44,10 +43,7 @@ class SnapshotPublisher:
         async with self._redis.pipeline(transaction=False) as pipe:
             for snapshot in snapshots:
                 await self._publisher.publish(
-                    snapshot.to_json(),
-                    stream=self._stream,
-                    maxlen=self._maxlen,
-                    pipeline=pipe,
+                    snapshot.to_json(), maxlen=self._maxlen, pipeline=pipe
                 )
             await pipe.execute()
         for snapshot in snapshots:

@@ -1,4 +1,4 @@
-"""Signed webhooks per Standard Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``.
+"""Signed webhooks per Standard Webhooks (``webhook-id``, ``-timestamp``, ``-signature``).
 
 The ``webhook-id`` is derived from the delivery id, so it is the same on every retry of one
 delivery and a subscriber can drop duplicates by it. Only a 2xx answer counts as delivered;

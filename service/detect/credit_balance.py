@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from config.settings import Thresholds
@@ -57,29 +58,24 @@ def evaluate(
     has_had_credit = peak > 0
 
     low_values = {**_values(snapshot), "low_threshold": line, "peak_grant_balance": peak}
+    low = _Rule(LOW, "warning", low_values)
     if LOW not in episodes and has_had_credit and balance <= line:
-        summary = _low_summary(snapshot, peak)
-        transitions.append(_open(episodes, snapshot, LOW, "warning", summary, low_values))
+        transitions.append(_open(episodes, snapshot, low, _low_summary(snapshot, peak)))
     elif LOW in episodes and balance > clear_of_line:
-        summary = _back_summary(snapshot)
-        transitions.append(_close(episodes, snapshot, LOW, "warning", summary, low_values))
+        transitions.append(_close(episodes, snapshot, low, _back_summary(snapshot)))
         # A top-up that lifts the balance clear starts a new baseline for the percent line.
         peak = balance
 
+    exhausted = _Rule(EXHAUSTED, "critical", _values(snapshot))
     exhausted_band = line * thresholds.hysteresis_percent / _HUNDRED
     if EXHAUSTED not in episodes and has_had_credit and balance <= 0:
         summary = (
             f"Ad credit for {_who(snapshot)} is used up: spend is now billed to cash "
             "or the card on file."
         )
-        transitions.append(
-            _open(episodes, snapshot, EXHAUSTED, "critical", summary, _values(snapshot))
-        )
+        transitions.append(_open(episodes, snapshot, exhausted, summary))
     elif EXHAUSTED in episodes and balance > exhausted_band:
-        summary = _back_summary(snapshot)
-        transitions.append(
-            _close(episodes, snapshot, EXHAUSTED, "critical", summary, _values(snapshot))
-        )
+        transitions.append(_close(episodes, snapshot, exhausted, _back_summary(snapshot)))
 
     next_state = AccountState(
         advertiser_id=snapshot.advertiser_id,
@@ -91,44 +87,41 @@ def evaluate(
     return Evaluation(state=next_state, transitions=transitions)
 
 
+@dataclass(frozen=True)
+class _Rule:
+    kind: str
+    severity: Severity
+    values: dict[str, Decimal]
+
+
 def _open(
-    episodes: dict[str, OpenEpisode],
-    snapshot: AccountBalanceSnapshot,
-    kind: str,
-    severity: Severity,
-    summary: str,
-    values: dict[str, Decimal],
+    episodes: dict[str, OpenEpisode], snapshot: AccountBalanceSnapshot, rule: _Rule, summary: str
 ) -> AlertTransition:
     transition = AlertTransition.for_snapshot(
         snapshot,
-        kind=kind,
+        kind=rule.kind,
         status="firing",
-        severity=severity,
+        severity=rule.severity,
         starts_at=snapshot.observed_at,
         summary=summary,
-        values=values,
+        values=rule.values,
     )
-    episodes[kind] = OpenEpisode(alert_id=transition.alert_id, starts_at=snapshot.observed_at)
+    episodes[rule.kind] = OpenEpisode(alert_id=transition.alert_id, starts_at=snapshot.observed_at)
     return transition
 
 
 def _close(
-    episodes: dict[str, OpenEpisode],
-    snapshot: AccountBalanceSnapshot,
-    kind: str,
-    severity: Severity,
-    summary: str,
-    values: dict[str, Decimal],
+    episodes: dict[str, OpenEpisode], snapshot: AccountBalanceSnapshot, rule: _Rule, summary: str
 ) -> AlertTransition:
-    episode = episodes.pop(kind)
+    episode = episodes.pop(rule.kind)
     return AlertTransition.for_snapshot(
         snapshot,
-        kind=kind,
+        kind=rule.kind,
         status="resolved",
-        severity=severity,
+        severity=rule.severity,
         starts_at=episode.starts_at,
         summary=summary,
-        values=values,
+        values=rule.values,
     )
 
 
@@ -157,6 +150,4 @@ def _low_summary(snapshot: AccountBalanceSnapshot, peak: Decimal) -> str:
 
 def _back_summary(snapshot: AccountBalanceSnapshot) -> str:
     balance = snapshot.balances.valid_grant_balance
-    return (
-        f"Ad credit for {_who(snapshot)} is back: {balance:.2f} {snapshot.currency} available."
-    )
+    return f"Ad credit for {_who(snapshot)} is back: {balance:.2f} {snapshot.currency} available."

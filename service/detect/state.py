@@ -96,9 +96,9 @@ class StateStore:
                     state = self._decode(advertiser_id, await pipe.get(key))
                     result = evaluate(state)
                     if result is None:
-                        await pipe.reset()
+                        await pipe.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                         return []
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, result.state.model_dump_json())
                     for transition in result.transitions:
                         await self._broker.publish(

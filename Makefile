@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/creditwatch demo $(if $(DURATION),--duration $(DURATION))
+
+lint: install
+	$(BIN)/ruff check service workers config tests
+	$(BIN)/ruff format --check service workers config tests
+
+typecheck: install
+	$(BIN)/mypy
+
+# Redis: $$CREDITWATCH_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers, else an embedded one.
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .creditwatch .mypy_cache .ruff_cache .pytest_cache

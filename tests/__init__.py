@@ -1,0 +1,1 @@
+"""creditwatch test suite."""
