@@ -128,3 +128,44 @@ async def test_dead_letters_keep_the_payload_and_count(
     [fields] = await entries(redis_client, settings.streams.deadletter)
     assert fields[b"error"] == b"boom"
     assert len(fields[b"payload"]) == 64 * 1024
+
+
+async def test_state_survives_a_restart(settings: Settings, redis_client: Redis) -> None:
+    settings = quiet(settings)
+    stream = settings.streams.snapshots
+
+    async def read(count: int) -> bool:
+        groups = await redis_client.xinfo_groups(stream)
+        return bool(groups[0]["entries-read"] == count and groups[0]["pending"] == 0)
+
+    async with service_role(settings, settings.redis_url or "") as broker:
+        for snap in (snapshot("300", 0), snapshot("10", 1)):
+            await broker.publish(snap.to_json(), stream=stream)
+        await eventually(lambda: read(2))
+    # A new service process on the same Redis: the episode is remembered, not re-fired.
+    async with service_role(settings, settings.redis_url or "") as broker:
+        for snap in (snapshot("10", 1), snapshot("9", 2), snapshot("0", 3)):
+            await broker.publish(snap.to_json(), stream=stream)
+        await eventually(lambda: read(5))
+    assert await alerts_on_stream(redis_client, settings) == [
+        (credit_balance.LOW, "firing"),
+        (credit_balance.EXHAUSTED, "firing"),
+    ]
+
+
+async def test_snapshots_published_while_the_service_was_down_are_read(
+    settings: Settings, redis_client: Redis
+) -> None:
+    settings = quiet(settings)
+    stream = settings.streams.snapshots
+    broker = RedisBroker(settings.redis_url or "")
+    await broker.connect()
+    for snap in (snapshot("300", 0), snapshot("10", 1)):
+        await broker.publish(snap.to_json(), stream=stream)
+    await broker.stop()
+    async with service_role(settings, settings.redis_url or ""):
+
+        async def low_fired() -> bool:
+            return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
+
+        await eventually(low_fired)

@@ -32,7 +32,6 @@ from .server import (
     Sandbox,
     SandboxServer,
     SandboxStats,
-    build_app,
     run_sandbox,
     serve,
 )
@@ -57,7 +56,6 @@ __all__ = [
     "Simulation",
     "Transaction",
     "UnknownAccountError",
-    "build_app",
     "load_scenario",
     "parse_scenario",
     "run_sandbox",

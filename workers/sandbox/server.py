@@ -31,7 +31,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -40,7 +40,6 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
@@ -49,6 +48,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from workers import wire
+from workers.http_server import AsgiServer
 
 from .clock import SimClock
 from .scenario import ACCOUNT_STATUSES, EventAction, Faults, Scenario, load_scenario
@@ -70,7 +70,6 @@ __all__ = [
     "Sandbox",
     "SandboxServer",
     "SandboxStats",
-    "build_app",
     "run_sandbox",
     "serve",
 ]
@@ -658,27 +657,6 @@ def _routes(api: _SandboxApi) -> list[BaseRoute]:
     return api_routes + _admin_routes(api)
 
 
-def build_app(
-    simulation: Simulation,
-    clock: SimClock,
-    *,
-    access_token: str,
-    qps_limit: int,
-    faults: Faults | None = None,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> Starlette:
-    """The sandbox as an ASGI app over an existing simulation and clock."""
-    api = _SandboxApi(
-        simulation,
-        clock,
-        access_token=access_token,
-        qps_limit=qps_limit,
-        faults=faults or Faults(),
-        monotonic=monotonic,
-    )
-    return Starlette(routes=_routes(api))
-
-
 class Sandbox:
     """A scenario brought to life: simulation, clock, ASGI app and request statistics.
 
@@ -728,28 +706,6 @@ class Sandbox:
 # --- running it -------------------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, optionally without taking over SIGINT/SIGTERM from the embedding program."""
-
-    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
-        super().__init__(config)
-        self._handle_signals = handle_signals
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        if self._handle_signals:
-            with super().capture_signals():
-                yield
-        else:
-            yield
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - mapping a wildcard bind to a usable URL
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
 class SandboxServer:
     """The sandbox on a real socket, in the current event loop.
 
@@ -769,30 +725,17 @@ class SandboxServer:
             scenario = load_scenario(scenario)
         self._speed = scenario.speed if speed is None else speed
         self.sandbox = Sandbox(scenario, speed=0)
-        self.host = host
-        self._requested_port = port
-        self._port: int | None = None
-        config = uvicorn.Config(
-            self.sandbox.app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
+        self._http = AsgiServer(
+            self.sandbox.app, host=host, port=port, handle_signals=handle_signals
         )
-        self._server = _Server(config, handle_signals=handle_signals)
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the sandbox server is not listening")
-        return self._port
+        return self._http.port
 
     @property
     def root_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.port}"
+        return self._http.url
 
     @property
     def base_url(self) -> str:
@@ -805,39 +748,16 @@ class SandboxServer:
 
     async def start(self) -> None:
         """Listen; returns once the port is bound. Raises OSError if it cannot bind."""
-        if self._task is not None:
-            raise RuntimeError("the sandbox server is already started")
-        self._task = asyncio.create_task(self._run(), name="sandbox-server")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # re-raises why startup failed
-                raise OSError("the sandbox server stopped during startup")
-            await asyncio.sleep(0.01)
-        self._port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        await self._http.start()
         self.sandbox.clock.set_speed(self._speed)
-
-    async def _run(self) -> None:
-        try:
-            await self._server.serve()
-        except SystemExit as exc:
-            # uvicorn exits the process when it cannot bind; an embedding program should
-            # get an exception it can handle instead.
-            where = f"{self.host}:{self._requested_port}"
-            raise OSError(f"sandbox server could not listen on {where}") from exc
 
     async def wait(self) -> None:
         """Until the server stops (a signal, when ``handle_signals``, or ``stop``)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        await self._http.wait()
 
     async def stop(self) -> None:
         """Stop listening and wait for open requests to finish."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._server.should_exit = True
-        self._port = None
-        await task
+        await self._http.stop()
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()
