@@ -20,3 +20,17 @@ def body(fields: Fields) -> bytes:
     """The payload of an entry written through FastStream (its envelope removed)."""
     payload, _ = BinaryMessageFormatV1.parse(fields[b"__data__"])
     return payload
+
+
+async def drained(redis: Redis, stream: str, group: str) -> bool:
+    """True once ``group`` has read every entry of ``stream`` and acknowledged them all.
+
+    Written for Redis 6.2 too (the embedded server), which has no ``entries-read``.
+    """
+    info = await redis.xinfo_stream(stream)
+    groups = [g for g in await redis.xinfo_groups(stream) if g["name"] in (group, group.encode())]
+    if not groups:
+        return False
+    return bool(
+        groups[0]["last-delivered-id"] == info["last-generated-id"] and groups[0]["pending"] == 0
+    )

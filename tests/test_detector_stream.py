@@ -15,7 +15,7 @@ from service.deadletter import DeadLetters
 from service.detect import credit_balance
 from service.detect.state import StateStore
 from service.roles import service_role
-from tests.streams import body, entries
+from tests.streams import body, drained, entries
 from tests.waiting import eventually
 from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
 
@@ -79,11 +79,7 @@ async def test_a_redelivered_snapshot_does_not_alert_twice(
             await broker.publish(snap.to_json(), stream=stream)
         await broker.publish(snapshot("10", 1).to_json(), stream=stream)  # late duplicate
 
-        async def all_read() -> bool:
-            groups = await redis_client.xinfo_groups(stream)
-            return bool(groups[0]["entries-read"] == 5 and groups[0]["pending"] == 0)
-
-        await eventually(all_read)
+        await eventually(lambda: drained(redis_client, stream, "detectors"))
         assert await alerts_on_stream(redis_client, settings) == [
             (credit_balance.LOW, "firing"),
             (credit_balance.EXHAUSTED, "firing"),
@@ -134,19 +130,15 @@ async def test_state_survives_a_restart(settings: Settings, redis_client: Redis)
     settings = quiet(settings)
     stream = settings.streams.snapshots
 
-    async def read(count: int) -> bool:
-        groups = await redis_client.xinfo_groups(stream)
-        return bool(groups[0]["entries-read"] == count and groups[0]["pending"] == 0)
-
     async with service_role(settings, settings.redis_url or "") as broker:
         for snap in (snapshot("300", 0), snapshot("10", 1)):
             await broker.publish(snap.to_json(), stream=stream)
-        await eventually(lambda: read(2))
+        await eventually(lambda: drained(redis_client, stream, "detectors"))
     # A new service process on the same Redis: the episode is remembered, not re-fired.
     async with service_role(settings, settings.redis_url or "") as broker:
         for snap in (snapshot("10", 1), snapshot("9", 2), snapshot("0", 3)):
             await broker.publish(snap.to_json(), stream=stream)
-        await eventually(lambda: read(5))
+        await eventually(lambda: drained(redis_client, stream, "detectors"))
     assert await alerts_on_stream(redis_client, settings) == [
         (credit_balance.LOW, "firing"),
         (credit_balance.EXHAUSTED, "firing"),

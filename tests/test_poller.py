@@ -1,4 +1,4 @@
-"""The poller on a real Redis: valid rows publish, invalid ones are set aside, errors fail one poll."""
+"""The poller on a real Redis: valid rows publish, invalid ones are set aside."""
 
 from __future__ import annotations
 
