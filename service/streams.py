@@ -14,17 +14,21 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from service import metrics
 from service.deadletter import DeadLetters
 
-__all__ = ["DETECTORS", "NOTIFIERS", "Handler", "consume", "ensure_group"]
+__all__ = ["DETECTORS", "NOTIFIERS", "GroupKeeper", "Handler", "consume", "ensure_group"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +36,8 @@ DETECTORS = "detectors"
 NOTIFIERS = "notifiers"
 
 Handler = Callable[[bytes, str], Awaitable[object]]
+# FastStream's stream subscriber; typed loosely because its class is internal.
+Subscriber = Any
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -64,18 +70,13 @@ def consume(
     reclaim_idle_ms: int,
     max_deliveries: int = 5,
     polling_ms: int = 100,
-) -> None:
+) -> list[Subscriber]:
     """Register the live and the reclaiming subscriber of ``stream`` for ``group``."""
-
-    @broker.subscriber(
+    live = broker.subscriber(
         stream=StreamSub(stream, group=group, consumer=consumer, polling_interval=polling_ms),
         title=f"{stream}:{group}",
     )
-    async def on_entry(message: RedisStreamMessage) -> None:
-        # An exception leaves the entry pending: the reclaiming subscriber retries it later.
-        await handle(message.body, _entry_id(message))
-
-    @broker.subscriber(
+    reclaim = broker.subscriber(
         stream=StreamSub(
             stream,
             group=group,
@@ -85,6 +86,13 @@ def consume(
         ),
         title=f"{stream}:{group}:reclaim",
     )
+
+    @live
+    async def on_entry(message: RedisStreamMessage) -> None:
+        # An exception leaves the entry pending: the reclaiming subscriber retries it later.
+        await handle(message.body, _entry_id(message))
+
+    @reclaim
     async def on_stale_entry(message: RedisStreamMessage) -> None:
         entry_id = _entry_id(message)
         deliveries = await message.get_delivery_count()
@@ -99,3 +107,64 @@ def consume(
             return
         log.info("stream.reclaimed", stream=stream, group=group, entry_id=entry_id)
         await handle(message.body, entry_id)
+
+    return [live, reclaim]
+
+
+class GroupKeeper:
+    """Keeps consumer groups and their subscribers alive when Redis loses them.
+
+    A Redis restart without persistence (or a deleted stream) drops the groups; FastStream
+    then stops the subscriber for good (NOGROUP). Every ``every_s`` this recreates missing
+    groups (from the start of the stream) and restarts stopped subscribers, so the service
+    carries on instead of going deaf.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        groups: list[tuple[str, str]],
+        subscribers: list[Subscriber],
+        *,
+        every_s: float = 2.0,
+    ) -> None:
+        self._redis = redis
+        self._groups = groups
+        self._subscribers = subscribers
+        self._every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def ensure_groups(self) -> None:
+        for stream, group in self._groups:
+            await ensure_group(self._redis, stream, group)
+
+    async def check(self) -> int:
+        """One round: recreate groups, restart stopped subscribers; returns how many."""
+        await self.ensure_groups()
+        restarted = 0
+        for subscriber in self._subscribers:
+            if not subscriber.running:
+                await subscriber.start()
+                restarted += 1
+                metrics.SUBSCRIBERS_RESTARTED.inc()
+                log.warning("stream.subscriber_restarted", subscriber=repr(subscriber)[:120])
+        return restarted
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every_s)
+            try:
+                await self.check()
+            except RedisError as error:
+                # Redis is down: try again next round rather than give up.
+                log.warning("stream.keeper_failed", error=str(error))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

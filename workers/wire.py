@@ -35,8 +35,14 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(text: bytes | str) -> Any:
-    """Parse JSON; every non-integer number becomes a Decimal (integers stay int)."""
-    return json.loads(text, parse_float=Decimal)
+    """Parse JSON; every non-integer number becomes a Decimal (integers stay int).
+
+    Raises ValueError on anything that is not JSON, including absurdly deep nesting.
+    """
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def money_text(amount: Decimal) -> str:
