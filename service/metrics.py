@@ -15,6 +15,7 @@ __all__ = [
     "SNAPSHOTS_CONSUMED",
     "STATE_CONFLICTS",
     "STATE_CORRUPT",
+    "SUBSCRIBERS_RESTARTED",
 ]
 
 SNAPSHOTS_CONSUMED = Counter(
@@ -44,4 +45,8 @@ STATE_CONFLICTS = Counter(
 STATE_CORRUPT = Counter(
     "creditwatch_state_corrupt_total",
     "Detector state entries that could not be read and were started afresh.",
+)
+SUBSCRIBERS_RESTARTED = Counter(
+    "creditwatch_subscribers_restarted_total",
+    "Stream subscribers restarted after Redis lost their consumer group (NOGROUP).",
 )
