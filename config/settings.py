@@ -227,8 +227,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if value is not None and not re.match(r"^(redis|rediss|unix|redis\+sentinel)://", value):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value or None
 
     @classmethod
