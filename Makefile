@@ -31,3 +31,8 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .creditwatch .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks (not part of the tests): each prints its figures and appends to bench/RESULTS.md.
+bench: install
+	$(BIN)/python -m bench.publish_throughput
+	$(BIN)/python -m bench.detector_throughput

@@ -1,0 +1,70 @@
+"""Shared plumbing of the benchmarks: where Redis is, and how a result is printed and recorded.
+
+Every benchmark prints its figures and its ratio against a reference measured in the same
+run, and appends one row to ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import mkdtemp
+
+import redis
+
+from service.embedded_redis import EmbeddedRedis
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+_HEADER = (
+    "| date (UTC) | cores | benchmark | figures | ratio to reference | target | met | command |\n"
+    "|---|---|---|---|---|---|---|---|\n"
+)
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    """``CREDITWATCH_BENCH_REDIS_URL``, else 127.0.0.1:6379 if it answers, else embedded."""
+    configured = os.environ.get("CREDITWATCH_BENCH_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    try:
+        if redis.Redis(socket_connect_timeout=1).ping():
+            yield "redis://127.0.0.1:6379/0"
+            return
+    except redis.RedisError:
+        pass
+    with EmbeddedRedis(Path(mkdtemp(prefix="cw-bench-"))) as url:
+        yield url
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def record(name: str, figures: str, ratio: str, target: str, met: bool, note: str = "") -> None:
+    """Print one result and append it to RESULTS.md."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    command = f"python -m {spec.name}" if spec else " ".join(sys.argv)
+    verdict = "yes" if met else f"no{': ' + note if note else ''}"
+    print(f"{name}: {figures}; ratio {ratio}; target {target}; met: {verdict}", flush=True)
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench`.\n\n" + _HEADER)
+    row = (
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {os.cpu_count()} | {name} | {figures} "
+        f"| {ratio} | {target} | {verdict} | `{command}` |\n"
+    )
+    with RESULTS.open("a") as out:
+        out.write(row)
