@@ -17,23 +17,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from service import metrics
 from service.deadletter import DeadLetters
 
-__all__ = ["DETECTORS", "NOTIFIERS", "GroupKeeper", "Handler", "consume", "ensure_group"]
+__all__ = [
+    "DATA_FIELD",
+    "DETECTORS",
+    "NOTIFIERS",
+    "Entry",
+    "GroupKeeper",
+    "Handler",
+    "consume",
+    "ensure_group",
+    "payload_of",
+    "read_entries",
+]
 
 log = structlog.get_logger(__name__)
 
 DETECTORS = "detectors"
 NOTIFIERS = "notifiers"
+
+# The one field FastStream (and so every writer of our streams) puts the payload in.
+DATA_FIELD = b"__data__"
 
 Handler = Callable[[bytes, str], Awaitable[object]]
 # FastStream's stream subscriber; typed loosely because its class is internal.
@@ -51,6 +66,26 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
+
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+async def read_entries(
+    redis: Redis, stream: str, *, count: int, newest_first: bool = False
+) -> list[Entry]:
+    """Up to ``count`` entries of ``stream`` as (id, fields), typed (redis-py's are loose)."""
+    if newest_first:
+        rows = await redis.xrevrange(stream, count=count)
+    else:
+        rows = await redis.xrange(stream, count=count)
+    return cast("list[Entry]", rows or [])
+
+
+def payload_of(fields: dict[bytes, bytes]) -> bytes:
+    """Our JSON payload of an entry, with FastStream's envelope (if any) taken off."""
+    payload, _ = BinaryMessageFormatV1.parse(fields.get(DATA_FIELD, b""))
+    return payload
 
 
 def _entry_id(message: RedisStreamMessage) -> str:

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from typing import cast
-
-from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
+
+from service.streams import payload_of, read_entries
 
 Fields = dict[bytes, bytes]
 
 
 async def entries(redis: Redis, stream: str) -> list[Fields]:
     """The fields of every entry of ``stream``, oldest first."""
-    rows = cast("list[tuple[bytes, Fields]]", await redis.xrange(stream))
-    return [fields for _, fields in rows]
+    return [fields for _, fields in await read_entries(redis, stream, count=1_000_000)]
 
 
-def body(fields: Fields) -> bytes:
-    """The payload of an entry written through FastStream (its envelope removed)."""
-    payload, _ = BinaryMessageFormatV1.parse(fields[b"__data__"])
-    return payload
+body = payload_of
 
 
 async def drained(redis: Redis, stream: str, group: str) -> bool:
