@@ -1,0 +1,42 @@
+"""docker-compose.yml and the Prometheus files parse, and name commands and metrics that exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from service.cli import _parser
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_compose_runs_real_creditwatch_commands() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "sandbox", "poller", "service", "mailpit", "prometheus"} <= set(services)
+    assert "--appendonly" in services["redis"]["command"]
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in ("sandbox", "poller", "service"):
+        command = services[name]["command"]
+        assert command[0] == "creditwatch"
+        assert command[1] in commands, f"{name} runs an unknown command {command[1]}"
+    for mount in services["prometheus"]["volumes"]:
+        assert (ROOT / mount.split(":")[0]).is_file()
+
+
+def test_prometheus_rules_use_metrics_that_exist() -> None:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules.yml").read_text())
+    used = {
+        name
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"creditwatch_[a-z_]+", rule["expr"])
+    }
+    sources = "".join(
+        p.read_text() for p in [*ROOT.glob("service/**/*.py"), *ROOT.glob("workers/**/*.py")]
+    )
+    defined = set(re.findall(r'"(creditwatch_[a-z_]+?)(?:_total)?"', sources))
+    missing = {name.removesuffix("_total") for name in used} - defined
+    assert not missing, f"rules use undefined metrics: {missing}"
