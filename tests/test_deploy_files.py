@@ -17,11 +17,11 @@ def test_compose_runs_real_creditwatch_commands() -> None:
     services = compose["services"]
     assert {"redis", "sandbox", "poller", "service", "mailpit", "prometheus"} <= set(services)
     assert "--appendonly" in services["redis"]["command"]
-    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in ("sandbox", "poller", "service"):
         command = services[name]["command"]
         assert command[0] == "creditwatch"
-        assert command[1] in commands, f"{name} runs an unknown command {command[1]}"
+        # argparse exits on an unknown command or option: that fails the test.
+        assert _parser().parse_args(command[1:]).command == command[1]
     for mount in services["prometheus"]["volumes"]:
         assert (ROOT / mount.split(":")[0]).is_file()
 
