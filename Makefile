@@ -36,3 +36,4 @@ clean:
 bench: install
 	$(BIN)/python -m bench.publish_throughput
 	$(BIN)/python -m bench.detector_throughput
+	$(BIN)/python -m bench.poll_cycle
