@@ -7,6 +7,7 @@ every request it got, verified or not.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,38 @@ class WebhookSink:
         return Response(status_code=reply.status, headers=reply.headers)
 
     async def __aenter__(self) -> WebhookSink:
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.stop()
+
+
+class SlackSink:
+    """A stand-in for Slack's incoming-webhook endpoint: records the JSON, answers as scripted.
+
+    ``async with SlackSink([Reply(429, {"Retry-After": "3"})]) as slack: slack.url``
+    """
+
+    def __init__(self, replies: list[Reply] | None = None) -> None:
+        self.replies = list(replies or [])
+        self.messages: list[dict[str, Any]] = []
+        app = Starlette(routes=[Route("/services/T000/B000/XXXX", self._hook, methods=["POST"])])
+        self._server = AsgiServer(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self._server.url}/services/T000/B000/XXXX"
+
+    async def _hook(self, request: Request) -> Response:
+        self.messages.append(json.loads(await request.body()))
+        reply = self.replies.pop(0) if self.replies else Reply()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        text = "ok" if reply.status == 200 else "rate_limited"
+        return Response(text, status_code=reply.status, headers=reply.headers)
+
+    async def __aenter__(self) -> SlackSink:
         await self._server.start()
         return self
 

@@ -1,57 +1,24 @@
-"""Signed webhook delivery against a real local HTTP receiver that verifies signatures."""
+"""Signed webhooks with durable retries, against a real local receiver that verifies signatures.
+
+Time is a fake clock: the tests move it to the next retry instead of waiting for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from config.settings import Settings, WebhookSubscriber
-from service.alerts import AlertTransition
-from service.deadletter import DeadLetters
-from service.deliver.consumer import Notifier
-from service.deliver.receivers import DeliveryFailed
-from service.deliver.webhook import WebhookReceiver, message_id, retry_after_s
+from config.settings import Settings
+from service.deliver.clock import FakeClock
+from service.deliver.deliveries import message_id
+from service.deliver.http_status import retry_after_s
+from tests.notify import T0, Announced, notify_settings, pipeline, transition
 from tests.receiver import SECRET, Reply, WebhookSink
 from tests.streams import entries
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
-
-OBSERVED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def transition(kind: str = "credit.exhausted") -> AlertTransition:
-    snapshot = AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id="71",
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(),
-        observed_at=OBSERVED,
-    )
-    return AlertTransition.for_snapshot(
-        snapshot,
-        kind=kind,
-        status="firing",
-        severity="critical",
-        starts_at=OBSERVED,
-        summary="Ad credit is used up.",
-        values={"valid_grant_balance": Decimal("0"), "valid_cash_balance": Decimal("12.5")},
-    )
-
-
-class Sleeps:
-    """An injected sleep that records delays instead of waiting them out."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 @pytest.fixture
@@ -60,29 +27,30 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def receiver(
-    url: str,
-    http: httpx.AsyncClient,
-    sleeps: Sleeps,
-    *,
-    kinds: list[str] | None = None,
-    timeout_s: float = 15.0,
-) -> WebhookReceiver:
-    subscriber = WebhookSubscriber(
-        name="ops", url=url, secret=SecretStr(SECRET), kinds=kinds or ["*"]
-    )
-    return WebhookReceiver(
-        subscriber, http, max_attempts=4, retry_base_s=1.0, timeout_s=timeout_s, sleep=sleeps
+def hook(url: str, **extra: object) -> dict[str, object]:
+    return {"type": "webhook", "name": "ops", "url": url, "secret": SECRET, **extra}
+
+
+def at_once(settings: Settings, url: str, **extra: object) -> Settings:
+    """One webhook receiver that every alert goes to, without grouping delays."""
+    return notify_settings(
+        settings,
+        receivers=[hook(url, **extra)],
+        route={"receiver": "ops", "group_wait": 0, "group_interval": 0, "group_by": ["..."]},
     )
 
 
-async def test_body_and_signature_follow_the_contract(http: httpx.AsyncClient) -> None:
-    sleeps = Sleeps()
+async def test_body_and_signature_follow_the_contract(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
     async with WebhookSink() as sink:
-        await receiver(sink.url, http, sleeps).send(transition(), "al_1:firing:webhook:ops")
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        await notify.run_once()
     [got] = sink.received
     assert got.verified
-    assert got.headers["webhook-id"] == message_id("al_1:firing:webhook:ops")
+    assert got.headers["webhook-id"] == message_id(f"ops:{transition().transition_id}")
     assert got.payload == {
         "type": "credit.exhausted",
         "timestamp": "2026-11-22T12:00:00+00:00",
@@ -94,64 +62,151 @@ async def test_body_and_signature_follow_the_contract(http: httpx.AsyncClient) -
             "advertiser_name": "Draining Shop",
             "bc_id": "70",
             "currency": "USD",
-            "summary": "Ad credit is used up.",
+            "summary": "Ad credit of Draining Shop is at 0 USD.",
             "values": {"valid_grant_balance": "0.00", "valid_cash_balance": "12.50"},
             "starts_at": "2026-11-22T12:00:00+00:00",
             "ends_at": None,
             "observed_at": "2026-11-22T12:00:00+00:00",
         },
     }
-    assert sleeps.delays == []
 
 
-async def test_a_wrong_secret_does_not_verify(http: httpx.AsyncClient) -> None:
+async def test_a_wrong_secret_does_not_verify(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
     other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
     async with WebhookSink(secret=other) as sink:
-        await receiver(sink.url, http, Sleeps()).send(transition(), "d1")
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, FakeClock(T0))
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        await notify.run_once()
     assert [r.verified for r in sink.received] == [False]
 
 
-async def test_server_errors_are_retried_with_the_same_webhook_id(
-    http: httpx.AsyncClient,
+async def test_a_500_is_retried_on_the_schedule_with_the_same_webhook_id(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
 ) -> None:
-    sleeps = Sleeps()
+    clock = FakeClock(T0)
     async with WebhookSink([Reply(500), Reply(503)]) as sink:
-        await receiver(sink.url, http, sleeps).send(transition(), "d2")
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        await notify.run_once()
+        assert len(sink.received) == 1
+        clock.advance(4.9)  # the first retry is due 5 s later (no jitter in these settings)
+        await notify.run_once()
+        assert len(sink.received) == 1
+        clock.advance(0.1)
+        await notify.run_once()
+        assert len(sink.received) == 2
+        clock.advance(60)
+        await notify.run_once()
+        await notify.run_once()  # delivered: nothing more to send
     assert len(sink.received) == 3
     assert len({r.headers["webhook-id"] for r in sink.received}) == 1
     assert all(r.verified for r in sink.received)
-    # Exponential backoff with jitter of +-50 %: ~1 s, then ~2 s.
-    assert len(sleeps.delays) == 2
-    assert 0.5 <= sleeps.delays[0] <= 1.5
-    assert 1.0 <= sleeps.delays[1] <= 3.0
+    [delivery] = await notify.deliveries.history(limit=10)
+    assert delivery.status == "delivered"
+    assert [(a.result, a.status_code) for a in delivery.attempts] == [
+        ("retry", 500),
+        ("retry", 503),
+        ("delivered", 200),
+    ]
+    assert [a.at for a in delivery.attempts] == [T0, T0 + timedelta(seconds=5), clock.now]
 
 
-async def test_429_honours_retry_after(http: httpx.AsyncClient) -> None:
-    sleeps = Sleeps()
-    async with WebhookSink([Reply(429, {"Retry-After": "7"})]) as sink:
-        await receiver(sink.url, http, sleeps).send(transition(), "d3")
+async def test_429_and_its_retry_after_are_honoured(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
+    async with WebhookSink([Reply(429, {"Retry-After": "120"})]) as sink:
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        await notify.run_once()
+        clock.advance(60)  # the schedule alone would have retried after 5 s
+        await notify.run_once()
+        assert len(sink.received) == 1
+        clock.advance(60)
+        await notify.run_once()
     assert len(sink.received) == 2
-    assert sleeps.delays == [7.0]
+    [delivery] = await notify.deliveries.history(limit=1)
+    assert delivery.status == "delivered"
+    assert delivery.attempts[0].error == "HTTP 429"
 
 
-async def test_410_is_final(http: httpx.AsyncClient) -> None:
-    sleeps = Sleeps()
+async def test_410_disables_the_endpoint_and_raises_an_ops_alert(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
+    announced = Announced()
     async with WebhookSink([Reply(410)]) as sink:
-        with pytest.raises(DeliveryFailed, match="HTTP 410") as failure:
-            await receiver(sink.url, http, sleeps).send(transition(), "d4")
-    assert failure.value.attempts == 1
-    assert len(sink.received) == 1
-    assert sleeps.delays == []
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock, announced)
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        await notify.run_once()
+        later = transition("credit.low", starts_at=T0 + timedelta(minutes=1))
+        await notify.notifier.handle(later.to_json(), "2-0")
+        clock.advance(3600)
+        await notify.run_once()
+    assert len(sink.received) == 1  # nothing more once it said 410
+    assert await notify.disabled.is_disabled("ops")
+    [ops] = announced.alerts
+    assert (ops.kind, ops.status, ops.severity) == ("ops.receiver_disabled", "firing", "critical")
+    assert "ops" in ops.summary
+    [delivery] = await notify.deliveries.history(limit=10, failed_only=True)
+    assert delivery.attempts[-1].result == "gone"
+    dead = await entries(redis_client, settings.streams.deadletter)
+    assert [f[b"source"] for f in dead] == [b"deliveries"]
+    assert b"HTTP 410" in dead[0][b"error"]
 
 
-async def test_timeouts_are_retried_then_give_up(http: httpx.AsyncClient) -> None:
-    sleeps = Sleeps()
-    slow = [Reply(200, delay_s=0.5) for _ in range(4)]
+async def test_timeouts_are_retried_until_the_last_attempt_then_dead_lettered(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
+    slow = [Reply(200, delay_s=0.5) for _ in range(3)]
     async with WebhookSink(slow) as sink:
-        with pytest.raises(DeliveryFailed, match="timeout") as failure:
-            await receiver(sink.url, http, sleeps, timeout_s=0.1).send(transition(), "d5")
-    assert failure.value.attempts == 4
-    assert len(sleeps.delays) == 3
+        notify = pipeline(at_once(settings, sink.url, timeout_s=0.1), redis_client, http, clock)
+        await notify.notifier.handle(transition().to_json(), "1-0")
+        for _ in range(3):  # the schedule has two waits: three attempts in all
+            await notify.run_once()
+            clock.advance(60)
+        await notify.run_once()
+    assert len(sink.received) == 3
+    [delivery] = await notify.deliveries.history(limit=1, failed_only=True)
+    assert delivery.status == "failed"
+    assert [a.error for a in delivery.attempts] == ["timeout after 0.1 s"] * 3
+    dead = await entries(redis_client, settings.streams.deadletter)
+    assert b"after 3 attempt(s)" in dead[0][b"error"]
+    assert await notify.deliveries.queue_size() == 0
+
+
+async def test_a_redelivered_stream_entry_is_sent_once(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
+    async with WebhookSink() as sink:
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        payload = transition().to_json()
+        await notify.notifier.handle(payload, "1-0")
+        await notify.run_once()
+        await notify.notifier.handle(payload, "1-0")  # the same entry, reclaimed
+        clock.advance(10)
+        await notify.run_once()
+    assert len(sink.received) == 1
+
+
+async def test_the_earlier_webhooks_form_still_works(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock(T0)
+    async with WebhookSink() as sink:
+        legacy = notify_settings(
+            settings,
+            webhooks=[{"name": "old", "url": sink.url, "secret": SECRET, "kinds": ["credit.low"]}],
+        )
+        notify = pipeline(legacy, redis_client, http, clock)
+        await notify.notifier.handle(transition("credit.exhausted").to_json(), "1-0")
+        await notify.notifier.handle(transition("credit.low").to_json(), "2-0")
+        await notify.run_once()
+    assert [p["type"] for p in sink.payloads()] == ["credit.low"]
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
@@ -160,31 +215,3 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_s("Sun, 22 Nov 2026 12:00:45 GMT", now) == 45.0
     assert retry_after_s("soon", now) is None
     assert retry_after_s(None, now) is None
-
-
-async def test_notifier_sends_each_delivery_once_and_dead_letters_failures(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
-) -> None:
-    sleeps = Sleeps()
-    async with WebhookSink() as good, WebhookSink([Reply(400), Reply(400)]) as bad:
-        receivers = [
-            receiver(good.url, http, sleeps),
-            WebhookReceiver(
-                WebhookSubscriber(name="broken", url=bad.url, secret=SecretStr(SECRET)),
-                http,
-                max_attempts=3,
-                retry_base_s=1.0,
-                sleep=sleeps,
-            ),
-            receiver(good.url, http, sleeps, kinds=["ladder.*"]),  # wants none of these
-        ]
-        dead_letters = DeadLetters(redis_client, settings.streams)
-        notifier = Notifier(redis_client, receivers, dead_letters, settings.streams)
-        payload = transition().to_json()
-        await notifier.handle(payload, "1-0")
-        await notifier.handle(payload, "1-0")  # the same entry, redelivered
-    assert len(good.received) == 1
-    assert len(bad.received) == 2  # 400 is final; the redelivery tried once more
-    dead = await entries(redis_client, settings.streams.deadletter)
-    assert [fields[b"source"] for fields in dead] == [b"deliveries", b"deliveries"]
-    assert b"HTTP 400" in dead[0][b"error"]

@@ -1,1 +1,5 @@
-"""Deliver: send alert transitions to the console and to signed-webhook subscribers."""
+"""Deliver: route alert transitions to receivers (console, signed webhooks, Slack, email).
+
+consumer (route, silence) -> groups (group_wait/interval, repeat, quiet hours) -> deliveries
+(in Redis) -> sender (one attempt per due delivery, retry schedule, rate limits, dead letters).
+"""

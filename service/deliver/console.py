@@ -2,7 +2,7 @@
 
 Usage::
 
-    ConsoleReceiver().send(transition, delivery_id)
+    await ConsoleReceiver(settings).attempt(delivery)
     # 2026-11-22T17:40:00+00:00  FIRING    critical  credit.exhausted  Draining Shop (71..): ...
 """
 
@@ -11,15 +11,19 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from config.notify import ConsoleReceiverSettings
 from service.alerts import AlertTransition
+from service.deliver.deliveries import Delivery
+from service.deliver.receivers import Outcome
 
 __all__ = ["ConsoleReceiver", "format_line"]
 
 
-def format_line(transition: AlertTransition) -> str:
+def format_line(transition: AlertTransition, *, repeat: bool = False) -> str:
+    status = "REPEAT" if repeat else transition.status.upper()
     return (
         f"{transition.observed_at.isoformat(timespec='seconds')}  "
-        f"{transition.status.upper():<8}  {transition.severity:<8}  {transition.kind:<16}  "
+        f"{status:<8}  {transition.severity:<8}  {transition.kind:<16}  "
         f"{transition.summary}"
     )
 
@@ -27,14 +31,22 @@ def format_line(transition: AlertTransition) -> str:
 class ConsoleReceiver:
     """Prints every transition; it never fails, so it never retries."""
 
-    name = "console"
+    kind = "console"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, settings: ConsoleReceiverSettings, stream: TextIO | None = None) -> None:
+        self._settings = settings
         self._stream = stream
 
-    def wants(self, transition: AlertTransition) -> bool:
-        return True
+    @property
+    def name(self) -> str:
+        return self._settings.name
 
-    async def send(self, transition: AlertTransition, delivery_id: str) -> None:
+    @property
+    def rate_limit_per_s(self) -> float | None:
+        return self._settings.rate_limit_per_s
+
+    async def attempt(self, delivery: Delivery) -> Outcome:
         stream = self._stream or sys.stdout
-        print(format_line(transition), file=stream, flush=True)
+        for transition in delivery.transitions:
+            print(format_line(transition, repeat=delivery.repeat), file=stream, flush=True)
+        return Outcome.delivered()

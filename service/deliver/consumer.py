@@ -1,51 +1,62 @@
-"""The notifiers' stream handler: deliver one alert transition to every receiver that wants it.
+"""The notifiers' stream handler: route one alert transition into the groups of its receivers.
 
-Each (transition, receiver) pair is one delivery with a stable id. A delivery marked sent in
-Redis is never sent again, so a re-delivered stream entry (after a crash, or a reclaim by
-another replica) only retries what had not gone out yet.
+For each receiver the route tree gives, a transition is either recorded as silenced (in the
+delivery history, not sent), or joins the receiver's alert group, from which the flusher makes
+deliveries. Joining is idempotent per (receiver, transition), so a redelivered stream entry
+(after a crash, or reclaimed by another replica) never makes a second delivery. Disabled
+receivers (410) are skipped.
 
 Usage::
 
-    notifier = Notifier(redis, [ConsoleReceiver(), webhook], dead_letters, settings.streams)
+    notifier = Notifier(router, groups, silences=..., deliveries=..., disabled=...,
+                        dead_letters=..., send_resolved={"ops": True}, wake=event)
     await notifier.handle(payload, entry_id)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import structlog
-from redis.asyncio import Redis
 
-from config.settings import StreamSettings
 from service import metrics
-from service.alerts import AlertTransition, parse_transition
+from service.alerts import parse_transition
 from service.deadletter import DeadLetters
-from service.deliver.receivers import DeliveryFailed, Receiver
+from service.deliver.clock import Clock, utc_now
+from service.deliver.deliveries import Delivery, DeliveryStore
+from service.deliver.disabled import DisabledReceivers
+from service.deliver.groups import GroupStore
+from service.deliver.routing import Router
+from service.deliver.silences import Silences
 
 __all__ = ["Notifier"]
 
 log = structlog.get_logger(__name__)
 
-# How long a "sent" mark is kept: far longer than any entry stays pending on the stream.
-_SENT_TTL_S = 30 * 24 * 3600
-
 
 class Notifier:
-    """Fans one transition out to its receivers, each at most once."""
-
     def __init__(
         self,
-        redis: Redis,
-        receivers: Sequence[Receiver],
+        router: Router,
+        groups: GroupStore,
+        *,
+        silences: Silences,
+        deliveries: DeliveryStore,
+        disabled: DisabledReceivers,
         dead_letters: DeadLetters,
-        streams: StreamSettings,
+        send_resolved: dict[str, bool],
+        clock: Clock = utc_now,
+        wake: asyncio.Event | None = None,
     ) -> None:
-        self._redis = redis
-        self._receivers = list(receivers)
+        self._router = router
+        self._groups = groups
+        self._silences = silences
+        self._deliveries = deliveries
+        self._disabled = disabled
         self._dead_letters = dead_letters
-        self._streams = streams
+        self._send_resolved = send_resolved
+        self._clock = clock
+        self._wake = wake
 
     async def handle(self, payload: bytes, entry_id: str) -> None:
         try:
@@ -59,27 +70,40 @@ class Notifier:
                 entry_id=entry_id,
             )
             return
-        wanted = [r for r in self._receivers if r.wants(transition)]
-        await asyncio.gather(*(self._deliver(r, transition) for r in wanted))
-
-    async def _deliver(self, receiver: Receiver, transition: AlertTransition) -> None:
-        delivery_id = f"{transition.transition_id}:{receiver.name}"
-        sent_key = self._streams.key("sent", delivery_id)
-        if await self._redis.exists(sent_key):
-            metrics.DELIVERIES.labels(receiver=receiver.name, outcome="already_sent").inc()
+        now = self._clock()
+        labels = self._router.labels(transition)
+        targets = self._router.targets(transition)
+        if not targets:
+            metrics.DELIVERIES.labels(receiver="", outcome="unrouted").inc()
+            log.warning("alert.unrouted", alert_id=transition.alert_id, kind=transition.kind)
             return
-        try:
-            await receiver.send(transition, delivery_id)
-        except DeliveryFailed as failure:
-            metrics.DELIVERIES.labels(receiver=receiver.name, outcome="failed").inc()
-            await self._dead_letters.put(
-                source="deliveries",
-                reason="undeliverable",
-                payload=transition.to_json(),
-                error=str(failure),
-                entry_id=delivery_id,
+        silence = await self._silences.matching(labels, now)
+        for target in targets:
+            if await self._disabled.is_disabled(target.receiver):
+                metrics.DELIVERIES.labels(receiver=target.receiver, outcome="disabled").inc()
+                continue
+            wanted = transition.status == "firing" or self._send_resolved.get(target.receiver, True)
+            result = await self._groups.add(
+                target, labels, transition, now=now, notify=silence is None and wanted
             )
-            return
-        await self._redis.set(sent_key, "1", ex=_SENT_TTL_S)
-        metrics.DELIVERIES.labels(receiver=receiver.name, outcome="delivered").inc()
-        log.debug("delivery.sent", receiver=receiver.name, delivery_id=delivery_id)
+            if result == "quiet" and silence is not None:
+                await self._deliveries.create(
+                    Delivery.new(
+                        delivery_id=f"{target.receiver}:{transition.transition_id}:silenced",
+                        receiver=target.receiver,
+                        transitions=[transition],
+                        now=now,
+                        status="silenced",
+                        note=f"silenced by {silence.id} ({silence.author}: {silence.comment})",
+                    )
+                )
+                metrics.DELIVERIES.labels(receiver=target.receiver, outcome="silenced").inc()
+            log.debug(
+                "alert.routed",
+                receiver=target.receiver,
+                alert_id=transition.alert_id,
+                status=transition.status,
+                result=result,
+            )
+        if self._wake is not None:
+            self._wake.set()

@@ -1,40 +1,68 @@
-"""What a receiver is: something that takes one alert transition and delivers it, or says why not.
+"""What a receiver is: it makes one attempt at one delivery and says how it went.
+
+Retrying is not the receiver's business: the sender keeps the schedule in Redis. A receiver
+answers ``delivered``, ``retry`` (with the ``Retry-After`` it was given, if any), ``failed``
+(retrying cannot help: dead-letter it) or ``gone`` (the endpoint asked never to be called
+again: HTTP 410, the receiver is disabled).
 
 Usage::
 
     class MyReceiver:
         name = "my"
-        def wants(self, transition: AlertTransition) -> bool: ...
-        async def send(self, transition: AlertTransition, delivery_id: str) -> None: ...
+        rate_limit_per_s = None
+        async def attempt(self, delivery: Delivery) -> Outcome: ...
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from service.alerts import AlertTransition
+from service.deliver.deliveries import Delivery
 
-__all__ = ["DeliveryFailed", "Receiver"]
+__all__ = ["Outcome", "Receiver"]
 
 
-class DeliveryFailed(Exception):
-    """A delivery that did not succeed after every attempt it was allowed."""
+@dataclass(frozen=True)
+class Outcome:
+    result: Literal["delivered", "retry", "failed", "gone"]
+    detail: str = ""
+    status_code: int | None = None
+    retry_after_s: float | None = None
 
-    def __init__(self, receiver: str, reason: str, *, attempts: int) -> None:
-        super().__init__(f"{receiver}: {reason} (after {attempts} attempt(s))")
-        self.receiver = receiver
-        self.reason = reason
-        self.attempts = attempts
+    @classmethod
+    def delivered(cls, status_code: int | None = None) -> Outcome:
+        return cls("delivered", "ok", status_code)
+
+    @classmethod
+    def retry(
+        cls, detail: str, status_code: int | None = None, retry_after_s: float | None = None
+    ) -> Outcome:
+        return cls("retry", detail, status_code, retry_after_s)
+
+    @classmethod
+    def failed(cls, detail: str, status_code: int | None = None) -> Outcome:
+        return cls("failed", detail, status_code)
+
+    @classmethod
+    def gone(cls, detail: str, status_code: int | None = None) -> Outcome:
+        return cls("gone", detail, status_code)
 
 
 class Receiver(Protocol):
-    """A destination for alert transitions."""
+    """A destination for deliveries."""
 
     @property
     def name(self) -> str: ...
 
-    def wants(self, transition: AlertTransition) -> bool: ...
+    @property
+    def kind(self) -> str:
+        """``console``, ``webhook``, ``slack`` or ``email``."""
+        ...
 
-    async def send(self, transition: AlertTransition, delivery_id: str) -> None:
-        """Deliver once (retrying as the receiver sees fit), or raise DeliveryFailed."""
+    @property
+    def rate_limit_per_s(self) -> float | None: ...
+
+    async def attempt(self, delivery: Delivery) -> Outcome:
+        """One try; never raises for a delivery problem (it returns an Outcome)."""
         ...

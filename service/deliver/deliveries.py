@@ -1,0 +1,234 @@
+"""Deliveries: one message to one receiver, with every attempt it took, kept in Redis.
+
+A delivery has a stable id (``<receiver>:<transition id>`` for a webhook, ``<receiver>:
+<group>:<n>`` for a grouped message), so creating it twice creates it once (``SET NX``). Its
+document holds the transitions it carries, so a restart loses nothing; a sorted set of due
+times says when it is next tried. A sender *claims* due deliveries by moving their due time
+a lease ahead in one script: two replicas never attempt the same delivery at once, and a
+sender that dies mid-attempt leaves it to be retried when the lease runs out.
+
+Keys (under the stream prefix): ``delivery:<id>`` (JSON), ``deliveries:due`` (id -> due
+time), ``deliveries:index`` (id -> creation time, the history) and ``deliveries:failed``.
+
+Usage::
+
+    store = DeliveryStore(redis, settings.streams, history=timedelta(days=30))
+    await store.create(Delivery.new(receiver="ops", transitions=[t], now=now, delivery_id=...))
+    for delivery in await store.claim(now, lease=timedelta(seconds=60)): ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from config.settings import StreamSettings
+from service.alerts import AlertTransition
+from service.deliver.clock import to_epoch
+
+__all__ = ["Attempt", "Delivery", "DeliveryStatus", "DeliveryStore", "message_id"]
+
+DeliveryStatus = Literal["pending", "delivered", "failed", "silenced"]
+
+
+def message_id(delivery_id: str) -> str:
+    """The Standard Webhooks message id of one delivery (stable across its retries)."""
+    return "msg_" + hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+
+
+class Attempt(BaseModel):
+    """One try: when, what came back (an HTTP or SMTP code when there was one) and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime
+    result: Literal["delivered", "retry", "failed", "gone", "throttled"]
+    status_code: int | None = None
+    error: str | None = None
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    receiver: str
+    transitions: list[AlertTransition]
+    repeat: bool = False  # a reminder that these are still firing
+    status: DeliveryStatus = "pending"
+    created_at: AwareDatetime
+    next_attempt_at: AwareDatetime | None = None
+    attempts: list[Attempt] = []
+    # Attempts made before the last replay: the retry schedule starts over after a replay.
+    replayed_after: int = 0
+    note: str = ""
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.id)
+
+    @property
+    def attempts_this_round(self) -> int:
+        return len(self.attempts) - self.replayed_after
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        delivery_id: str,
+        receiver: str,
+        transitions: Sequence[AlertTransition],
+        now: datetime,
+        repeat: bool = False,
+        status: DeliveryStatus = "pending",
+        note: str = "",
+    ) -> Delivery:
+        return cls(
+            id=delivery_id,
+            receiver=receiver,
+            transitions=list(transitions),
+            repeat=repeat,
+            status=status,
+            created_at=now,
+            next_attempt_at=now if status == "pending" else None,
+            note=note,
+        )
+
+
+# Take the due deliveries and push each one's due time a lease ahead, atomically.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, streams: StreamSettings, *, history: timedelta) -> None:
+        self._redis = redis
+        self._streams = streams
+        self._history = history
+        self._claim = redis.register_script(_CLAIM)
+        self.due_key = streams.key("deliveries", "due")
+        self.index_key = streams.key("deliveries", "index")
+        self.failed_key = streams.key("deliveries", "failed")
+
+    def key(self, delivery_id: str) -> str:
+        return self._streams.key("delivery", delivery_id)
+
+    def queue(self, pipe: Pipeline, delivery: Delivery) -> None:
+        """Add the commands that create ``delivery`` (once) to a MULTI pipeline."""
+        pipe.set(self.key(delivery.id), delivery.model_dump_json(), nx=True)
+        pipe.zadd(self.index_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
+        # The history index forgets what is older than the documents it points to.
+        pipe.zremrangebyscore(self.index_key, "-inf", to_epoch(delivery.created_at - self._history))
+        if delivery.status == "pending":
+            # A delivery already made and done is re-queued here only if this create was a
+            # duplicate; the sender sees its status and drops it without sending.
+            pipe.zadd(self.due_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
+        else:
+            pipe.expire(self.key(delivery.id), self._history)
+
+    async def create(self, delivery: Delivery) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self.queue(pipe, delivery)
+            await pipe.execute()
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        raw = await self._redis.get(self.key(delivery_id))
+        if raw is None:
+            return None
+        try:
+            return Delivery.model_validate_json(raw)
+        except ValidationError:
+            return None
+
+    async def claim(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[str]:
+        """Ids of due deliveries, now leased to the caller."""
+        ids = await self._claim(
+            keys=[self.due_key],
+            args=[repr(to_epoch(now)), repr(to_epoch(now + lease)), limit],
+        )
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def save(self, delivery: Delivery, *, due: datetime | None) -> None:
+        """Write the delivery; ``due`` None takes it off the queue (done, failed for good)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.key(delivery.id), delivery.model_dump_json())
+            if due is not None:
+                pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
+                pipe.zrem(self.failed_key, delivery.id)
+            else:
+                pipe.zrem(self.due_key, delivery.id)
+                pipe.expire(self.key(delivery.id), self._history)
+            if delivery.status == "failed":
+                last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
+                pipe.zadd(self.failed_key, {delivery.id: to_epoch(last)})
+            await pipe.execute()
+
+    async def release(self, delivery_ids: Sequence[str], now: datetime) -> None:
+        """Give claimed deliveries back (due now) without waiting for their lease to run out."""
+        if delivery_ids:
+            await self._redis.zadd(
+                self.due_key, dict.fromkeys(delivery_ids, to_epoch(now)), xx=True
+            )
+
+    async def drop_from_queue(self, delivery_id: str) -> None:
+        await self._redis.zrem(self.due_key, delivery_id)
+
+    async def queue_size(self) -> int:
+        return int(await self._redis.zcard(self.due_key))
+
+    async def history(self, *, limit: int, failed_only: bool = False) -> list[Delivery]:
+        """Newest first; entries whose document has expired are pruned from the index."""
+        index = self.failed_key if failed_only else self.index_key
+        ids = await self._redis.zrevrange(index, 0, max(limit, 1) - 1)
+        out: list[Delivery] = []
+        for raw_id in ids:
+            delivery_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            delivery = await self.get(delivery_id)
+            if delivery is None:
+                await self._redis.zrem(index, delivery_id)
+                continue
+            out.append(delivery)
+        return out
+
+    async def failed_ids(self) -> list[str]:
+        ids = cast("list[Any]", await self._redis.zrange(self.failed_key, 0, -1))
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def replay(self, delivery_id: str, now: datetime) -> Delivery | None:
+        """Send again from the start of the schedule; None if there is no such delivery."""
+        key = self.key(delivery_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated
+                        return None
+                    current = Delivery.model_validate_json(raw)
+                    replayed = current.model_copy(
+                        update={
+                            "status": "pending",
+                            "next_attempt_at": now,
+                            "replayed_after": len(current.attempts),
+                            "note": f"replayed at {now.isoformat(timespec='seconds')}",
+                        }
+                    )
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, replayed.model_dump_json())
+                    pipe.persist(key)
+                    pipe.zadd(self.due_key, {delivery_id: to_epoch(now)})
+                    pipe.zrem(self.failed_key, delivery_id)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return replayed

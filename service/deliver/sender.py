@@ -1,0 +1,228 @@
+"""The sender: attempts due deliveries once each, and decides what happens next.
+
+Each round claims the due deliveries (leased, so replicas never attempt the same one at
+once), skips any that are no longer pending (a delivered one is never sent again), waits its
+turn under the receiver's rate limit (rescheduled, never dropped), makes one attempt and
+records it. A failed attempt is retried after the next wait of the schedule (with jitter) or
+the receiver's ``Retry-After``; after the last attempt, or on a final answer, the delivery is
+failed and dead-lettered. A 410 disables the receiver and raises ``ops.receiver_disabled``.
+
+Usage::
+
+    sender = Sender(store, receivers, limiter=..., disabled=..., dead_letters=...,
+                    retry=settings.notify.retry, announce=publish)
+    await sender.run_once()        # one round; ``run`` loops until cancelled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+import jinja2
+import structlog
+
+from config.notify import RetrySchedule
+from service import metrics
+from service.alerts import AlertTransition
+from service.deadletter import DeadLetters
+from service.deliver.clock import Clock, utc_now
+from service.deliver.deliveries import Attempt, Delivery, DeliveryStore
+from service.deliver.disabled import DisabledReceivers, receiver_disabled_alert
+from service.deliver.ratelimit import RateLimiter
+from service.deliver.receivers import Outcome, Receiver
+from service.deliver.schedule import honour_retry_after, next_wait
+from workers import wire
+
+__all__ = ["Sender", "wait_for_event"]
+
+log = structlog.get_logger(__name__)
+
+# Longer than any single attempt (the receivers' timeouts are at most a few minutes).
+LEASE = timedelta(minutes=5)
+
+Announce = Callable[[AlertTransition], Awaitable[None]]
+
+
+async def wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Until ``event`` is set or ``timeout_s`` has passed, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
+class Sender:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        receivers: Mapping[str, Receiver],
+        *,
+        limiter: RateLimiter,
+        disabled: DisabledReceivers,
+        dead_letters: DeadLetters,
+        retry: RetrySchedule,
+        announce: Announce,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._receivers = receivers
+        self._limiter = limiter
+        self._disabled = disabled
+        self._dead_letters = dead_letters
+        self._retry = retry
+        self._announce = announce
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    async def run_once(self) -> int:
+        """Attempt every due delivery once; returns how many were claimed."""
+        ids = await self._store.claim(self._clock(), lease=LEASE)
+        await asyncio.gather(*(self._process(delivery_id) for delivery_id in ids))
+        metrics.RETRY_QUEUE.set(await self._store.queue_size())
+        return len(ids)
+
+    async def _process(self, delivery_id: str) -> None:
+        delivery = await self._store.get(delivery_id)
+        if delivery is None or delivery.status != "pending":
+            await self._store.drop_from_queue(delivery_id)
+            return
+        receiver = self._receivers.get(delivery.receiver)
+        if receiver is None:
+            await self._give_up(delivery, Outcome.failed("receiver is not configured"))
+            return
+        if await self._disabled.is_disabled(receiver.name):
+            await self._give_up(delivery, Outcome.failed("receiver is disabled (HTTP 410)"))
+            return
+        now = self._clock()
+        wait_s = await self._limiter.reserve(
+            receiver.name, per_s=receiver.rate_limit_per_s, now=now
+        )
+        if wait_s > 0:
+            later = now + timedelta(seconds=wait_s)
+            await self._store.save(
+                delivery.model_copy(update={"next_attempt_at": later}), due=later
+            )
+            metrics.DELIVERIES.labels(receiver=receiver.name, outcome="rate_limited").inc()
+            return
+        outcome = await self._attempt(receiver, delivery)
+        await self._record(delivery, outcome)
+
+    async def _attempt(self, receiver: Receiver, delivery: Delivery) -> Outcome:
+        try:
+            return await receiver.attempt(delivery)
+        except jinja2.TemplateError as error:
+            return Outcome.failed(f"template error: {error}")
+        except Exception as error:
+            log.exception(
+                "delivery.receiver_error", receiver=receiver.name, delivery_id=delivery.id
+            )
+            return Outcome.retry(f"receiver error: {type(error).__name__}")
+
+    async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        now = self._clock()
+        attempt = Attempt(
+            at=now,
+            result=outcome.result,
+            status_code=outcome.status_code,
+            error=None if outcome.result == "delivered" else outcome.detail,
+        )
+        tried = delivery.model_copy(update={"attempts": [*delivery.attempts, attempt]})
+        metrics.DELIVERIES.labels(receiver=delivery.receiver, outcome=outcome.result).inc()
+        if outcome.result == "delivered":
+            done = tried.model_copy(update={"status": "delivered", "next_attempt_at": None})
+            await self._store.save(done, due=None)
+            log.info("delivery.sent", receiver=delivery.receiver, delivery_id=delivery.id)
+            return
+        if outcome.result == "gone":
+            await self._disable(delivery.receiver, outcome)
+        if outcome.result != "retry":
+            await self._give_up(tried, outcome, recorded=True)
+            return
+        wait = next_wait(self._retry, attempts_made=tried.attempts_this_round, rng=self._rng)
+        if wait is None:
+            await self._give_up(tried, outcome, recorded=True)
+            return
+        if outcome.retry_after_s is not None:
+            wait = honour_retry_after(self._retry, outcome.retry_after_s)
+        later = now + wait
+        await self._store.save(tried.model_copy(update={"next_attempt_at": later}), due=later)
+        log.warning(
+            "delivery.retry",
+            receiver=delivery.receiver,
+            delivery_id=delivery.id,
+            attempt=tried.attempts_this_round,
+            reason=outcome.detail,
+            retry_in_s=round(wait.total_seconds(), 3),
+        )
+
+    async def _give_up(
+        self, delivery: Delivery, outcome: Outcome, *, recorded: bool = False
+    ) -> None:
+        if not recorded:
+            attempt = Attempt(at=self._clock(), result="failed", error=outcome.detail)
+            delivery = delivery.model_copy(update={"attempts": [*delivery.attempts, attempt]})
+            metrics.DELIVERIES.labels(receiver=delivery.receiver, outcome="failed").inc()
+        failed = delivery.model_copy(
+            update={"status": "failed", "next_attempt_at": None, "note": outcome.detail}
+        )
+        await self._store.save(failed, due=None)
+        metrics.DELIVERIES_DEADLETTERED.labels(receiver=delivery.receiver).inc()
+        await self._dead_letters.put(
+            source="deliveries",
+            reason="undeliverable",
+            payload=wire.dumps(
+                {
+                    "delivery_id": delivery.id,
+                    "receiver": delivery.receiver,
+                    "transitions": [t.model_dump(mode="json") for t in delivery.transitions],
+                }
+            ),
+            error=f"{delivery.receiver}: {outcome.detail} "
+            f"(after {delivery.attempts_this_round} attempt(s))",
+            entry_id=delivery.id,
+        )
+
+    async def _disable(self, receiver: str, outcome: Outcome) -> None:
+        alert = receiver_disabled_alert(receiver, outcome.detail, self._clock())
+        if await self._disabled.disable(receiver, alert=alert):
+            log.error("receiver.disabled", receiver=receiver, reason=outcome.detail)
+            await self._announce(alert)
+
+    async def run(self, wake: asyncio.Event, every_s: float, stopping: asyncio.Event) -> None:
+        """Rounds until cancelled: every ``every_s`` seconds, or sooner when woken.
+
+        Each claimed delivery runs as a task of its own, so one slow endpoint (a 15 s timeout)
+        does not hold up the others; its lease keeps it from being claimed twice meanwhile.
+        """
+        in_flight: dict[asyncio.Task[None], str] = {}
+        try:
+            while not stopping.is_set():
+                wake.clear()
+                try:
+                    for delivery_id in await self._store.claim(self._clock(), lease=LEASE):
+                        task = asyncio.create_task(self._process_logged(delivery_id))
+                        in_flight[task] = delivery_id
+                        task.add_done_callback(lambda done: in_flight.pop(done, None))
+                    metrics.RETRY_QUEUE.set(await self._store.queue_size())
+                except Exception:
+                    log.exception("sender.round_failed")
+                await wait_for_event(wake, every_s)
+        finally:
+            # Stopped mid-attempt: hand the deliveries back so a restart tries them at once
+            # (had the attempt gone through, the receiver drops the repeat by its id).
+            interrupted = list(in_flight.values())
+            for task in list(in_flight):
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._store.release(interrupted, self._clock())
+
+    async def _process_logged(self, delivery_id: str) -> None:
+        try:
+            await self._process(delivery_id)
+        except Exception:
+            log.exception("delivery.process_failed", delivery_id=delivery_id)
