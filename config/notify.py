@@ -400,6 +400,10 @@ class NotifySettings(_Section):
     promotions_url: str = "https://ads.tiktok.com/i18n/account/promotion?aadvid={advertiser_id}"
     history_days: int = Field(default=30, ge=1, le=3650)
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # How long a claimed delivery stays with one sender before another may retry it: longer
+    # than any single attempt (receiver timeouts), short enough that a dead replica's
+    # in-flight deliveries do not wait long.
+    delivery_lease: Duration = timedelta(minutes=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifySettings:

@@ -139,6 +139,7 @@ class NotifyPipeline:
             dead_letters=self.dead_letters,
             retry=notify.retry,
             announce=announce,
+            lease=notify.delivery_lease,
             clock=clock,
             rng=rng,
         )

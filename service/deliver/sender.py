@@ -41,9 +41,6 @@ __all__ = ["Sender", "wait_for_event"]
 
 log = structlog.get_logger(__name__)
 
-# Longer than any single attempt (the receivers' timeouts are at most a few minutes).
-LEASE = timedelta(minutes=5)
-
 Announce = Callable[[AlertTransition], Awaitable[None]]
 
 
@@ -65,11 +62,13 @@ class Sender:
         dead_letters: DeadLetters,
         retry: RetrySchedule,
         announce: Announce,
+        lease: timedelta,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._receivers = receivers
+        self._lease = lease
         self._limiter = limiter
         self._disabled = disabled
         self._dead_letters = dead_letters
@@ -80,7 +79,7 @@ class Sender:
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
-        ids = await self._store.claim(self._clock(), lease=LEASE)
+        ids = await self._store.claim(self._clock(), lease=self._lease)
         await asyncio.gather(*(self._process(delivery_id) for delivery_id in ids))
         metrics.RETRY_QUEUE.set(await self._store.queue_size())
         return len(ids)
@@ -203,7 +202,7 @@ class Sender:
             while not stopping.is_set():
                 wake.clear()
                 try:
-                    for delivery_id in await self._store.claim(self._clock(), lease=LEASE):
+                    for delivery_id in await self._store.claim(self._clock(), lease=self._lease):
                         task = asyncio.create_task(self._process_logged(delivery_id))
                         in_flight[task] = delivery_id
                         task.add_done_callback(lambda done: in_flight.pop(done, None))
