@@ -105,10 +105,19 @@ def consume(
     reclaim_idle_ms: int,
     max_deliveries: int = 5,
     polling_ms: int = 100,
+    read_count: int = 50,
 ) -> list[Subscriber]:
     """Register the live and the reclaiming subscriber of ``stream`` for ``group``."""
     live = broker.subscriber(
-        stream=StreamSub(stream, group=group, consumer=consumer, polling_interval=polling_ms),
+        # A bounded read: entries read but not yet handled count as pending, and a consumer
+        # hoarding thousands would see them reclaimed by its peers before it got to them.
+        stream=StreamSub(
+            stream,
+            group=group,
+            consumer=consumer,
+            polling_interval=polling_ms,
+            max_records=read_count,
+        ),
         title=f"{stream}:{group}",
     )
     reclaim = broker.subscriber(

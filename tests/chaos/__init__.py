@@ -1,0 +1,1 @@
+"""Chaos tests: real processes, real Redis, things killed on purpose."""

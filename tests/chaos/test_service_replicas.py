@@ -1,0 +1,118 @@
+"""Three service replicas share the work; one is SIGKILLed mid-stream; nothing is lost or doubled.
+
+Snapshots for 120 advertisers arrive poll by poll. Each advertiser's credit runs low (poll 4),
+out (poll 6) and is topped up (poll 8): four transitions each, 480 in all, every one of which
+must reach the webhook receiver exactly once although a replica dies holding entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from tests.chaos.processes import Role
+from tests.receiver import SECRET, WebhookSink
+from tests.waiting import eventually
+from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+
+ADVERTISERS = 120
+GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400", "1300", "1200"]
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def snapshot(advertiser: int, poll: int) -> bytes:
+    grant = Decimal(GRANTS[poll])
+    return AccountBalanceSnapshot(
+        bc_id="7001",
+        advertiser_id=str(810_000 + advertiser),
+        advertiser_name=f"Shop {advertiser}",
+        currency="USD",
+        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
+        observed_at=T0 + timedelta(minutes=poll),
+    ).to_json()
+
+
+def config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "creditwatch.yaml"
+    path.write_text(
+        "notify:\n"
+        "  console: false\n"
+        "  delivery_lease: 3s\n"
+        "  webhooks:\n"
+        "    - name: chaos\n"
+        f"      url: {url}\n"
+        f"      secret: {SECRET}\n"
+        "      kinds: ['credit.low', 'credit.exhausted']\n"
+    )
+    return path
+
+
+async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
+    settings: Settings, redis_client: Redis, tmp_path: Path
+) -> None:
+    async with WebhookSink() as sink:
+        env = {
+            "CREDITWATCH_REDIS_URL": settings.redis_url or "",
+            "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
+            "CREDITWATCH_STREAMS__RECLAIM_IDLE_MS": "1500",
+            "CREDITWATCH_CONFIG_FILE": str(config(tmp_path, sink.url)),
+            "CREDITWATCH_API__ENABLED": "false",
+            "CREDITWATCH_LOG_LEVEL": "info",
+        }
+        replicas = [
+            Role(
+                "service",
+                {**env, "CREDITWATCH_STREAMS__CONSUMER": f"replica-{n}"},
+                tmp_path / f"replica-{n}.log",
+            )
+            for n in range(3)
+        ]
+        broker = RedisBroker(settings.redis_url or "")
+        await broker.connect()
+        try:
+
+            # Consumers appear in Redis only once they are handed an entry: wait for the logs.
+            async def all_started() -> bool:
+                return all("service.started" in r.output() for r in replicas)
+
+            await eventually(all_started, within=30)
+            for poll in range(len(GRANTS)):
+                for advertiser in range(ADVERTISERS):
+                    await broker.publish(
+                        snapshot(advertiser, poll), stream=settings.streams.snapshots
+                    )
+                if poll == 5:
+                    replicas[0].kill()  # mid-stream, holding whatever it had read
+                await asyncio.sleep(0.2)
+
+            async def all_delivered() -> bool:
+                return len(sink.payloads()) >= 4 * ADVERTISERS
+
+            await eventually(all_delivered, within=90, every=0.5)
+            await asyncio.sleep(2)  # anything late and doubled would show up now
+        finally:
+            await broker.stop()
+            codes = [r.stop() for r in replicas[1:]]
+
+        payloads = sink.payloads()
+        assert all(r.verified for r in sink.received)
+        transitions = Counter((p["data"]["alert_id"], p["data"]["status"]) for p in payloads)
+        doubled = {k: n for k, n in transitions.items() if n > 1}
+        assert not doubled, f"{len(doubled)} transitions delivered more than once"
+        kinds = Counter((p["type"], p["data"]["status"]) for p in payloads)
+        assert kinds == {
+            ("credit.low", "firing"): ADVERTISERS,
+            ("credit.exhausted", "firing"): ADVERTISERS,
+            ("credit.low", "resolved"): ADVERTISERS,
+            ("credit.exhausted", "resolved"): ADVERTISERS,
+        }
+        assert codes == [0, 0], [r.output()[-2000:] for r in replicas[1:]]
+        # The killed replica had been working: it died holding a share of the stream.
+        assert "alert.transition" in replicas[0].output()
