@@ -77,7 +77,6 @@ async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
         broker = RedisBroker(settings.redis_url or "")
         await broker.connect()
         try:
-
             # Consumers appear in Redis only once they are handed an entry: wait for the logs.
             async def all_started() -> bool:
                 return all("service.started" in r.output() for r in replicas)
