@@ -1,0 +1,110 @@
+"""Redis is killed (SIGKILL) and restarted mid-run: with AOF, the service recovers on its own
+and nothing it had acknowledged is lost: every expected transition arrives, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from faststream.redis import RedisBroker
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from config.notify import NotifySettings, WebhookSubscriber
+from config.settings import Settings, StreamSettings
+from service.roles import service_role
+from tests.receiver import SECRET, WebhookSink
+from tests.servers import RedisProcess
+from tests.waiting import eventually
+from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+
+ADVERTISERS = 40
+GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400"]
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def snapshot(advertiser: int, poll: int) -> bytes:
+    grant = Decimal(GRANTS[poll])
+    return AccountBalanceSnapshot(
+        bc_id="7001",
+        advertiser_id=str(820_000 + advertiser),
+        currency="USD",
+        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
+        observed_at=T0 + timedelta(minutes=poll),
+    ).to_json()
+
+
+async def publish_poll(url: str, stream: str, poll: int) -> None:
+    """Publish one poll's snapshots, retrying while Redis is away (as the poller does)."""
+    for _ in range(100):
+        broker = RedisBroker(url)
+        try:
+            await broker.connect()
+            for advertiser in range(ADVERTISERS):
+                await broker.publish(snapshot(advertiser, poll), stream=stream)
+            return
+        except (RedisError, OSError):
+            await asyncio.sleep(0.2)
+        finally:
+            await broker.stop()
+    raise AssertionError("Redis did not come back")
+
+
+async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) -> None:
+    with RedisProcess(tmp_path / "redis", appendonly=True) as server:
+        async with WebhookSink() as sink:
+            settings = Settings(
+                redis_url=server.url,
+                data_dir=tmp_path,
+                streams=StreamSettings(prefix="cwchaos", consumer="svc", reclaim_idle_ms=1000),
+                notify=NotifySettings(
+                    console=False,
+                    # A delivery leased when Redis died is retried once its lease runs out.
+                    delivery_lease=timedelta(seconds=3),
+                    webhooks=[
+                        WebhookSubscriber(
+                            name="chaos",
+                            url=sink.url,
+                            secret=SecretStr(SECRET),
+                            kinds=["credit.low", "credit.exhausted"],
+                        )
+                    ],
+                ),
+            )
+            stream = settings.streams.snapshots
+
+            def delivered(count: int) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    return len(sink.payloads()) >= count
+
+                return check
+
+            async with service_role(settings, server.url):
+                for poll in range(6):
+                    await publish_poll(server.url, stream, poll)
+                await eventually(delivered(ADVERTISERS), within=30)  # every low fired
+
+                server.restart()  # SIGKILL, then the same port and AOF file
+
+                for poll in range(6, len(GRANTS)):
+                    await publish_poll(server.url, stream, poll)
+                try:
+                    await eventually(delivered(4 * ADVERTISERS), within=60, every=0.5)
+                except AssertionError:
+                    seen = Counter((p["type"], p["data"]["status"]) for p in sink.payloads())
+                    raise AssertionError(f"delivered so far: {dict(seen)}") from None
+                await asyncio.sleep(2)
+
+        transitions = Counter((p["data"]["alert_id"], p["data"]["status"]) for p in sink.payloads())
+        assert all(n == 1 for n in transitions.values()), "a transition was delivered twice"
+        kinds = Counter((p["type"], p["data"]["status"]) for p in sink.payloads())
+        assert kinds == {
+            ("credit.low", "firing"): ADVERTISERS,
+            ("credit.exhausted", "firing"): ADVERTISERS,
+            ("credit.low", "resolved"): ADVERTISERS,
+            ("credit.exhausted", "resolved"): ADVERTISERS,
+        }
