@@ -5,7 +5,7 @@ DURATION ?= 90
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck chromium bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,23 @@ typecheck: install
 	$(BIN)/mypy
 
 # Redis: $$CREDITWATCH_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers, else an embedded one.
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
+
+# Best effort, never fails: Debian's chromium for the status-page browser test, when missing
+# and we are root with apt. Elsewhere that test skips and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the status-page test (apt-get)"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends chromium; } ) >/dev/null 2>&1 \
+			|| echo "chromium could not be installed: its test will skip"; \
+	else \
+		echo "chromium not installed (needs root and apt-get): the browser test will skip"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .creditwatch .mypy_cache .ruff_cache .pytest_cache

@@ -404,6 +404,9 @@ class NotifySettings(_Section):
     # than any single attempt (receiver timeouts), short enough that a dead replica's
     # in-flight deliveries do not wait long.
     delivery_lease: Duration = timedelta(minutes=1)
+    # Webhook subscriptions made through the API must be public https endpoints (SSRF);
+    # labs and tests that post to localhost or a private network switch this on.
+    allow_private_urls: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifySettings:

@@ -16,6 +16,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from config.api import ApiSettings
 from config.settings import Settings, StreamSettings
 from service.embedded_redis import EmbeddedRedis
 
@@ -60,9 +61,11 @@ async def redis_client(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def settings(prefix: str, redis_url: str, tmp_path: Path) -> Settings:
-    """Settings isolated to this test: its own stream prefix, no console noise."""
+    """Settings isolated to this test: its own stream prefix, no console noise, and the
+    service role's HTTP app (when a test runs it) on a free port."""
     return Settings(
         redis_url=redis_url,
         data_dir=tmp_path,
         streams=StreamSettings(prefix=prefix, consumer="test-1", reclaim_idle_ms=500),
+        api=ApiSettings(port=0),
     )

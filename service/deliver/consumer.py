@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -26,10 +27,13 @@ from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery, DeliveryStore
 from service.deliver.disabled import DisabledReceivers
 from service.deliver.groups import GroupStore
-from service.deliver.routing import Router
+from service.deliver.routing import Router, RouteTarget
 from service.deliver.silences import Silences
 
-__all__ = ["Notifier"]
+__all__ = ["ExtraTargets", "Notifier"]
+
+# Receivers found per transition beyond the route tree: the API's webhook subscriptions.
+ExtraTargets = Callable[[dict[str, str]], Awaitable[list[RouteTarget]]]
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +51,10 @@ class Notifier:
         send_resolved: dict[str, bool],
         clock: Clock = utc_now,
         wake: asyncio.Event | None = None,
+        extra_targets: ExtraTargets | None = None,
     ) -> None:
         self._router = router
+        self._extra_targets = extra_targets
         self._groups = groups
         self._silences = silences
         self._deliveries = deliveries
@@ -73,6 +79,8 @@ class Notifier:
         now = self._clock()
         labels = self._router.labels(transition)
         targets = self._router.targets(transition)
+        if self._extra_targets is not None:
+            targets += await self._extra_targets(labels)
         if not targets:
             metrics.DELIVERIES.labels(receiver="", outcome="unrouted").inc()
             log.warning("alert.unrouted", alert_id=transition.alert_id, kind=transition.kind)

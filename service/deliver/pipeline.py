@@ -47,6 +47,7 @@ from service.deliver.sender import Announce, Sender, wait_for_event
 from service.deliver.silences import Silences
 from service.deliver.slack import SlackReceiver
 from service.deliver.smtp import EmailReceiver
+from service.deliver.subscriptions import SubscriptionKinds, Subscriptions
 from service.deliver.templates import Renderer
 from service.deliver.webhook import WebhookReceiver
 
@@ -113,11 +114,12 @@ class NotifyPipeline:
         self.deliveries = DeliveryStore(redis, streams, history=timedelta(days=notify.history_days))
         self.disabled = DisabledReceivers(redis, streams)
         self.silences = Silences(redis, streams)
+        self.subscriptions = Subscriptions(redis, streams)
         self.groups = GroupStore(
             redis,
             streams,
             self.deliveries,
-            receiver_kinds={name: r.kind for name, r in self.receivers.items()},
+            receiver_kinds=SubscriptionKinds({n: r.kind for n, r in self.receivers.items()}),
             mute_intervals=self._mute_interval,
         )
         self.notifier = Notifier(
@@ -130,6 +132,7 @@ class NotifyPipeline:
             send_resolved={r.name: r.send_resolved for r in notify.all_receivers()},
             clock=clock,
             wake=self.flush_wake,
+            extra_targets=lambda labels: self.subscriptions.targets(labels, notify),
         )
         self.sender = Sender(
             self.deliveries,
@@ -142,6 +145,7 @@ class NotifyPipeline:
             lease=notify.delivery_lease,
             clock=clock,
             rng=rng,
+            resolve=lambda name: self.subscriptions.receiver(name, notify, http, clock),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()

@@ -37,11 +37,13 @@ from service.deliver.receivers import Outcome, Receiver
 from service.deliver.schedule import honour_retry_after, next_wait
 from workers import wire
 
-__all__ = ["Sender", "wait_for_event"]
+__all__ = ["ResolveReceiver", "Sender", "wait_for_event"]
 
 log = structlog.get_logger(__name__)
 
 Announce = Callable[[AlertTransition], Awaitable[None]]
+# Receivers not in the settings, looked up by name per delivery: the API's subscriptions.
+ResolveReceiver = Callable[[str], Awaitable[Receiver | None]]
 
 
 async def wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
@@ -65,9 +67,11 @@ class Sender:
         lease: timedelta,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        resolve: ResolveReceiver | None = None,
     ) -> None:
         self._store = store
         self._receivers = receivers
+        self._resolve = resolve
         self._lease = lease
         self._limiter = limiter
         self._disabled = disabled
@@ -90,6 +94,8 @@ class Sender:
             await self._store.drop_from_queue(delivery_id)
             return
         receiver = self._receivers.get(delivery.receiver)
+        if receiver is None and self._resolve is not None:
+            receiver = await self._resolve(delivery.receiver)
         if receiver is None:
             await self._give_up(delivery, Outcome.failed("receiver is not configured"))
             return

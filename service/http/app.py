@@ -1,8 +1,9 @@
-"""The service's HTTP app: health, readiness, metrics, AsyncAPI and the ``/v1`` API.
+"""The service's HTTP app: status page, health, readiness, metrics, AsyncAPI, the ``/v1`` API.
 
-``/healthz``, ``/readyz``, ``/metrics`` and ``/asyncapi`` are open; every ``/v1`` route needs
-``Authorization: Bearer <token>`` (``CREDITWATCH_API__TOKENS``). Validation errors are 422
-with the field named, never 500.
+``/`` (the status page), ``/healthz``, ``/readyz``, ``/metrics`` and ``/asyncapi`` are open;
+every ``/v1`` route needs ``Authorization: Bearer <token>`` (``CREDITWATCH_API__TOKENS``).
+Validation errors are 422 with the field named, never 500. The OpenAPI document is at
+``/openapi.json`` (``/docs`` renders it).
 
 Usage::
 
@@ -19,24 +20,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Response
-from fastapi.responses import JSONResponse
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
-from service.alerts import AlertTransition, parse_transition
+from service.http.accounts import AccountsReader, AccountView
+from service.http.alert_history import AlertEpisode, alert_episodes
 from service.http.auth import BearerAuth
+from service.http.errors import not_found
+from service.http.ledger_routes import ledger_router
+from service.http.silence_routes import silence_router
+from service.http.status_page import render_status_page
 from service.http.stream_stats import StreamStats
-from service.streams import payload_of, read_entries
+from service.http.subscription_routes import subscription_router
 from workers.poll_marks import PollMarks
 
 __all__ = ["AlertEpisode", "ApiContext", "create_app"]
 
-# How far back /v1/alerts reads the alerts stream (which is trimmed anyway).
-_HISTORY_ENTRIES = 10_000
 _STALE_INTERVALS = 3
 
 
@@ -52,28 +56,8 @@ class ApiContext:
     asyncapi: Callable[[], Any]
     started_at: float = field(default_factory=time.time)
     polled_sources: Callable[[], dict[str, float]] = field(default=lambda: {})
-
-
-class AlertEpisode(BaseModel):
-    """One alert episode as the API shows it: the latest of its transitions."""
-
-    alert_id: str
-    kind: str
-    status: Literal["firing", "resolved"]
-    severity: str
-    advertiser_id: str
-    advertiser_name: str
-    bc_id: str
-    currency: str
-    summary: str
-    values: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    observed_at: datetime
-
-    @classmethod
-    def of(cls, transition: AlertTransition) -> AlertEpisode:
-        return cls.model_validate(transition.model_dump(exclude={"schema_version"}))
+    # For the subscription test event; None: a client per test.
+    http: httpx.AsyncClient | None = None
 
 
 def _stopped_consumers(ctx: ApiContext) -> list[str]:
@@ -88,6 +72,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description="Alerts for TikTok Ads promotional credits.",
     )
     stats = StreamStats(ctx.redis, ctx.settings.streams, ctx.marks)
+    accounts = AccountsReader(ctx.redis, ctx.settings)
+
+    @app.get("/", tags=["status page"], response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        """Where each advertiser's credit stands: balances, burn-down, expiry, ladders, alerts."""
+        return HTMLResponse(await render_status_page(accounts, ctx.redis, ctx.settings.streams))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -121,7 +111,29 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """The AsyncAPI document of the streams (snapshots, alerts)."""
         return ctx.asyncapi()
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(BearerAuth(ctx.settings.api.tokens))])
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(BearerAuth(ctx.settings.api.tokens))],
+        responses={401: {"description": "a valid bearer token is required"}},
+    )
+
+    @v1.get("/accounts", tags=["accounts"])
+    async def list_accounts() -> list[AccountView]:
+        """Every advertiser the detectors track: balances, burn, exhaustion, live credits."""
+        return await accounts.all()
+
+    @v1.get(
+        "/accounts/{advertiser_id}",
+        tags=["accounts"],
+        responses={404: {"description": "no such advertiser"}},
+    )
+    async def get_account(
+        advertiser_id: str = Path(pattern=r"^[0-9A-Za-z_-]{1,64}$"),
+    ) -> AccountView:
+        view = await accounts.get(advertiser_id)
+        if view is None:
+            raise not_found("advertiser")
+        return view
 
     @v1.get("/alerts", tags=["alerts"])
     async def alerts(
@@ -131,7 +143,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> list[AlertEpisode]:
         """Alert episodes, newest first: active ones (firing) and history (resolved)."""
-        episodes = await _episodes(ctx)
+        episodes = await alert_episodes(ctx.redis, ctx.settings.streams)
         selected = [
             e
             for e in episodes
@@ -141,23 +153,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         ]
         return selected[:limit]
 
+    v1.include_router(ledger_router(ctx.redis, ctx.settings))
+    v1.include_router(silence_router(ctx.redis, ctx.settings))
+    v1.include_router(subscription_router(ctx.redis, ctx.settings, ctx.http))
     app.include_router(v1)
     return app
-
-
-async def _episodes(ctx: ApiContext) -> list[AlertEpisode]:
-    """The latest transition of every episode on the alerts stream, newest first."""
-    rows = await read_entries(
-        ctx.redis, ctx.settings.streams.alerts, count=_HISTORY_ENTRIES, newest_first=True
-    )
-    latest: dict[str, AlertEpisode] = {}
-    for _, fields in rows:
-        try:
-            transition = parse_transition(payload_of(fields))
-        except ValueError:
-            continue  # malformed entries are the notifiers' to dead-letter, not ours
-        latest.setdefault(transition.alert_id, AlertEpisode.of(transition))
-    return sorted(latest.values(), key=lambda e: e.observed_at, reverse=True)
 
 
 async def _stale_polls(ctx: ApiContext, now: float) -> list[str]:

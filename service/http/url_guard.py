@@ -30,7 +30,7 @@ async def _resolve(host: str) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
+    except (socket.gaierror, UnicodeError) as error:  # UnicodeError: not a valid IDNA name
         raise UnsafeUrl(f"host {host!r} does not resolve") from error
     return [str(info[4][0]) for info in infos]
 
@@ -46,8 +46,12 @@ async def check_subscriber_url(
     url: str, *, allow_private: bool, resolve: Resolver = _resolve
 ) -> None:
     """Raise UnsafeUrl unless ``url`` is https and every address of its host is public."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as error:  # e.g. an unbalanced IPv6 bracket
+        raise UnsafeUrl(f"not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise UnsafeUrl("must be an http(s) URL with a host")
     if allow_private:
         return
@@ -55,7 +59,6 @@ async def check_subscriber_url(
         raise UnsafeUrl("must be https")
     if parts.username or parts.password:
         raise UnsafeUrl("must not carry credentials")
-    host = parts.hostname
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:

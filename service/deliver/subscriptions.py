@@ -1,0 +1,233 @@
+"""Webhook subscriptions made through the API: kept in Redis, delivered to like YAML webhooks.
+
+A subscription is what a ``notify.webhooks`` entry declares (a Standard Webhooks endpoint and
+the kinds it wants, as globs), created at run time by ``/v1/subscriptions``. Its ``whsec_``
+secret is generated here and returned once, on creation; it stays in Redis because the sender
+signs with it, and no read ever returns it again. The notifier routes each transition to the
+subscriptions whose kinds match (at once, one delivery per transition, like the YAML
+webhooks), and the sender resolves their receivers here per delivery, so every replica picks
+up a new or deleted subscription without a restart. The URL is checked again before each
+attempt: a host that resolved to a public address when the subscription was made may not
+resolve to a private one later (DNS rebinding).
+
+Usage::
+
+    store = Subscriptions(redis, settings.streams)
+    subscription, secret = await store.create(url, kinds=["credit.*"], description="", now=now)
+    targets = await store.targets(labels, settings.notify)      # for the notifier
+    receiver = await store.receiver(subscription.id, settings.notify, http)   # for the sender
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, ValidationError
+from redis.asyncio import Redis
+
+from config.notify import NotifySettings, WebhookReceiverSettings
+from config.settings import StreamSettings
+from service.deliver.clock import Clock, utc_now
+from service.deliver.deliveries import Delivery
+from service.deliver.receivers import Outcome
+from service.deliver.routing import RouteTarget, matches
+from service.deliver.webhook import WebhookReceiver
+from service.http.url_guard import UnsafeUrl, check_subscriber_url
+
+__all__ = [
+    "GuardedWebhook",
+    "Subscription",
+    "SubscriptionKinds",
+    "Subscriptions",
+    "is_subscription_id",
+    "new_secret",
+]
+
+_ID = re.compile(r"^sub_[0-9a-f]{16}$")
+
+
+def is_subscription_id(name: str) -> bool:
+    return bool(_ID.fullmatch(name))
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Subscription(BaseModel):
+    """A subscription as the API shows it: everything but its secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    url: str
+    kinds: list[str]
+    description: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class _Stored(Subscription):
+    secret: str
+
+
+class SubscriptionKinds(Mapping[str, str]):
+    """The configured receivers' kinds, and ``webhook`` for every subscription.
+
+    The group store makes one delivery per transition for webhooks (so a subscriber can
+    drop duplicates by ``webhook-id``); subscriptions are webhooks too.
+    """
+
+    def __init__(self, configured: Mapping[str, str]) -> None:
+        self._configured = dict(configured)
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._configured:
+            return self._configured[name]
+        if is_subscription_id(name):
+            return "webhook"
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configured)
+
+    def __len__(self) -> int:
+        return len(self._configured)
+
+
+class GuardedWebhook:
+    """A subscription's webhook receiver that refuses, at each attempt, a non-public URL."""
+
+    kind = "webhook"
+
+    def __init__(self, inner: WebhookReceiver, url: str, *, allow_private: bool) -> None:
+        self._inner = inner
+        self._url = url
+        self._allow_private = allow_private
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def rate_limit_per_s(self) -> float | None:
+        return self._inner.rate_limit_per_s
+
+    async def attempt(self, delivery: Delivery) -> Outcome:
+        try:
+            await check_subscriber_url(self._url, allow_private=self._allow_private)
+        except UnsafeUrl as error:
+            return Outcome.failed(f"subscriber URL refused: {error}")
+        return await self._inner.attempt(delivery)
+
+
+class Subscriptions:
+    """The subscriptions hash, ``<prefix>:subscriptions`` (id -> JSON, secret included)."""
+
+    def __init__(self, redis: Redis, streams: StreamSettings) -> None:
+        self._redis = redis
+        self._key = streams.key("subscriptions")
+
+    async def create(
+        self, url: str, *, kinds: list[str], description: str, now: datetime
+    ) -> tuple[Subscription, str]:
+        """A new subscription and its secret (the only time the secret is returned)."""
+        secret = new_secret()
+        stored = _Stored(
+            id="sub_" + secrets.token_hex(8),
+            url=url,
+            kinds=kinds,
+            description=description,
+            created_at=now,
+            updated_at=now,
+            secret=secret,
+        )
+        await self._redis.hset(self._key, stored.id, stored.model_dump_json())
+        return _public(stored), secret
+
+    async def update(
+        self, subscription_id: str, *, url: str, kinds: list[str], description: str, now: datetime
+    ) -> Subscription | None:
+        """Replace URL, kinds and description; the secret stays. None if there is no such id."""
+        stored = await self._load(subscription_id)
+        if stored is None:
+            return None
+        changed = stored.model_copy(
+            update={"url": url, "kinds": kinds, "description": description, "updated_at": now}
+        )
+        await self._redis.hset(self._key, subscription_id, changed.model_dump_json())
+        return _public(changed)
+
+    async def delete(self, subscription_id: str) -> bool:
+        return bool(await self._redis.hdel(self._key, subscription_id))
+
+    async def get(self, subscription_id: str) -> Subscription | None:
+        stored = await self._load(subscription_id)
+        return _public(stored) if stored else None
+
+    async def all(self) -> list[Subscription]:
+        return [_public(s) for s in await self._all()]
+
+    async def targets(self, labels: Mapping[str, str], notify: NotifySettings) -> list[RouteTarget]:
+        """Where a transition with these labels goes among the subscriptions: at once, one
+        group per alert, as the YAML ``webhooks`` are routed (``NotifySettings.routes``)."""
+        return [
+            RouteTarget(
+                receiver=s.id,
+                # Stable per subscription: the group of an alert must not move when others
+                # are added or deleted, or its resolved transition would miss its group.
+                path="subscription",
+                group_by=("...",),
+                group_wait=timedelta(0),
+                group_interval=timedelta(0),
+                repeat_interval=notify.repeat_interval,
+                mute_time_intervals=(),
+            )
+            for s in await self._all()
+            if matches({"kind": s.kinds}, dict(labels))
+        ]
+
+    async def receiver(
+        self,
+        subscription_id: str,
+        notify: NotifySettings,
+        http: httpx.AsyncClient,
+        clock: Clock = utc_now,
+    ) -> GuardedWebhook | None:
+        """The webhook receiver of a subscription (the YAML webhooks' code), or None."""
+        stored = await self._load(subscription_id) if is_subscription_id(subscription_id) else None
+        if stored is None:
+            return None
+        settings = WebhookReceiverSettings(
+            name=stored.id, url=stored.url, secret=SecretStr(stored.secret)
+        )
+        inner = WebhookReceiver(settings, http, clock)
+        return GuardedWebhook(inner, stored.url, allow_private=notify.allow_private_urls)
+
+    async def _load(self, subscription_id: str) -> _Stored | None:
+        raw = await self._redis.hget(self._key, subscription_id)
+        if raw is None:
+            return None
+        try:
+            return _Stored.model_validate_json(raw)
+        except ValidationError:
+            return None  # a hand-edited entry: as if it were not there
+
+    async def _all(self) -> list[_Stored]:
+        out: list[_Stored] = []
+        for raw in (await self._redis.hgetall(self._key)).values():
+            try:
+                out.append(_Stored.model_validate_json(raw))
+            except ValidationError:
+                continue
+        return sorted(out, key=lambda s: (s.created_at, s.id))
+
+
+def _public(stored: _Stored) -> Subscription:
+    return Subscription.model_validate(stored.model_dump(exclude={"secret"}))

@@ -1,0 +1,91 @@
+"""Serving the HTTP app from the service role: its context, from the role's own parts.
+
+``api_context`` must run before the broker starts: it declares the two streams on the
+service's broker, so FastStream's AsyncAPI document describes them. ``serve_api`` listens
+on ``settings.api.host``/``port`` while the role runs (nothing when ``api.enabled`` is off).
+
+Usage::
+
+    ctx = api_context(settings, redis, broker, subscribers, http)
+    await broker.start()
+    async with serve_api(ctx, on_listening=print): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import structlog
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from config.settings import PollSettings, Settings
+from service.http.app import ApiContext, create_app
+from service.http.asyncapi import asyncapi_document, declare_streams
+from workers.bc_balance_poller import BcBalancePoller
+from workers.http_server import AsgiServer
+from workers.poll_marks import PollMarks
+from workers.poller import BalancePoller
+from workers.spend_poller import CostPoller, ReportPoller
+from workers.transaction_poller import TransactionPoller
+
+__all__ = ["api_context", "poll_intervals", "serve_api"]
+
+log = structlog.get_logger(__name__)
+
+
+def poll_intervals(poll: PollSettings) -> dict[str, float]:
+    """Each poll source's interval, by the name its poll marks carry."""
+    return {
+        BalancePoller.source: poll.balance_interval_s,
+        CostPoller.source: poll.spend_interval_s,
+        TransactionPoller.source: poll.transaction_interval_s,
+        ReportPoller.source: poll.report_interval_s,
+        BcBalancePoller.source: poll.bc_balance_interval_s,
+    }
+
+
+def api_context(
+    settings: Settings,
+    redis: Redis,
+    broker: RedisBroker,
+    subscribers: Sequence[Any],
+    http: httpx.AsyncClient,
+) -> ApiContext:
+    """The app's context; declares the streams on ``broker`` (call before it starts)."""
+    declare_streams(broker, settings.streams)
+    intervals = poll_intervals(settings.poll)
+
+    def consumers() -> tuple[int, int]:
+        return sum(1 for s in subscribers if s.running), len(subscribers)
+
+    return ApiContext(
+        settings=settings,
+        redis=redis,
+        marks=PollMarks(redis, settings.streams),
+        consumers=consumers,
+        # The document only changes with the code: build it on first request, once.
+        asyncapi=functools.cache(lambda: asyncapi_document(broker)),
+        polled_sources=lambda: intervals,
+        http=http,
+    )
+
+
+@asynccontextmanager
+async def serve_api(
+    ctx: ApiContext, *, on_listening: Callable[[str], None] | None = None
+) -> AsyncIterator[str | None]:
+    """The app on ``api.host``:``api.port`` until exit; yields its URL (None if disabled)."""
+    api = ctx.settings.api
+    if not api.enabled:
+        yield None
+        return
+    async with AsgiServer(create_app(ctx), host=api.host, port=api.port) as server:
+        log.info("api.listening", url=server.url)
+        if on_listening is not None:
+            on_listening(server.url)
+        yield server.url

@@ -1,0 +1,147 @@
+"""``/v1/silences``: list, create, read and expire silences (the notifiers' own store).
+
+The same rules as ``creditwatch silence add``: matchers name known labels (the built-in ones
+and those declared in ``notify.account_labels``) with valid globs; a silence lasts
+``notify.silences.duration`` unless ``ends_at`` or ``duration`` says otherwise, and never
+longer than ``notify.silences.max_duration``. DELETE expires a silence (its record stays, as
+Alertmanager does), so the history of who silenced what is kept.
+
+Usage::
+
+    app.include_router(silence_router(redis, settings), prefix="/v1")
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+from redis.asyncio import Redis
+
+from config.notify import BUILTIN_LABELS, check_glob, parse_duration
+from config.settings import Settings
+from service.deliver.clock import utc_now
+from service.deliver.silences import Silence, Silences
+from service.http.errors import invalid, not_found
+
+__all__ = ["SilenceRequest", "SilenceView", "silence_router"]
+
+State = Literal["pending", "active", "expired"]
+_ID = Path(pattern=r"^sil_[0-9a-f]{1,32}$")
+_MISSING: dict[int | str, dict[str, str]] = {404: {"description": "no such silence"}}
+
+
+def _duration(value: Any) -> Any:
+    """``parse_duration``, with an absurd length refused rather than overflowing."""
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        raise ValueError("duration too long") from None
+
+
+SilenceLength = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class SilenceRequest(BaseModel):
+    """A new silence. ``ends_at`` and ``duration`` are alternatives; neither: the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: dict[str, str] = Field(min_length=1, max_length=20)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    duration: SilenceLength | None = None
+    comment: str = Field(min_length=1, max_length=1000)
+    author: str = Field(min_length=1, max_length=200)
+
+    @field_validator("matchers")
+    @classmethod
+    def _globs(cls, value: dict[str, str]) -> dict[str, str]:
+        for glob in value.values():
+            if len(glob) > 200:
+                raise ValueError("a matcher's glob is at most 200 characters")
+            check_glob(glob)
+        return value
+
+
+class SilenceView(Silence):
+    status: State
+
+
+def silence_router(redis: Redis, settings: Settings) -> APIRouter:
+    router = APIRouter()
+    silences = Silences(redis, settings.streams)
+    defaults = settings.notify.silences
+    labels = BUILTIN_LABELS | {k for v in settings.notify.account_labels.values() for k in v}
+
+    def shown(silence: Silence, now: datetime) -> SilenceView:
+        return SilenceView.model_validate({**silence.model_dump(), "status": silence.state(now)})
+
+    @router.get("/silences", tags=["silences"])
+    async def list_silences(
+        state: Annotated[State | None, Query(description="all states if left out")] = None,
+    ) -> list[SilenceView]:
+        """Silences, oldest start first."""
+        now = utc_now()
+        return [shown(s, now) for s in await silences.all() if state in (None, s.state(now))]
+
+    @router.post("/silences", tags=["silences"], status_code=201)
+    async def create_silence(request: SilenceRequest) -> SilenceView:
+        """Silence matching alerts for a while (recorded in the history, not sent)."""
+        unknown = sorted(set(request.matchers) - labels)
+        if unknown:
+            raise invalid(("body", "matchers", unknown[0]), f"unknown label {unknown[0]!r}")
+        if request.ends_at is not None and request.duration is not None:
+            raise invalid(("body", "duration"), "give ends_at or duration, not both")
+        now = utc_now()
+        starts = request.starts_at or now
+        if request.ends_at is not None:
+            length = request.ends_at - starts
+        else:
+            length = request.duration if request.duration is not None else defaults.duration
+        where = ("body", "ends_at" if request.ends_at is not None else "duration")
+        if length <= timedelta(0):
+            raise invalid(where, "a silence must end after it starts")
+        if length > defaults.max_duration:
+            raise invalid(where, "longer than notify.silences.max_duration")
+        try:
+            ends = starts + length
+        except OverflowError:
+            raise invalid(("body", "starts_at"), "too far in the future") from None
+        silence = await silences.add(
+            request.matchers,
+            starts_at=starts,
+            ends_at=ends,
+            comment=request.comment,
+            author=request.author,
+            now=now,
+        )
+        return shown(silence, now)
+
+    @router.get("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
+    async def get_silence(silence_id: str = _ID) -> SilenceView:
+        now = utc_now()
+        found = next((s for s in await silences.all() if s.id == silence_id), None)
+        if found is None:
+            raise not_found("silence")
+        return shown(found, now)
+
+    @router.delete("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
+    async def expire_silence(silence_id: str = _ID) -> SilenceView:
+        """End a silence now; the record stays (state ``expired``)."""
+        now = utc_now()
+        expired = await silences.expire(silence_id, now)
+        if expired is None:
+            raise not_found("silence")
+        return shown(expired, now)
+
+    return router
