@@ -36,6 +36,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from config.api import ApiSettings
+from config.ledger import Credits, LadderPrograms
+from config.notify import NotifySettings, WebhookSubscriber
+
 __all__ = [
     "ENV_PREFIX",
     "DetectSettings",
@@ -79,6 +83,9 @@ class TikTokSettings(_Section):
     access_token: SecretStr = SecretStr("")
     bc_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     qps: float = Field(default=10.0, gt=0, le=1000)
+    # Kept between the oldest and the next request of any 1 s window: absorbs the jitter
+    # between when we send and when the API's limiter counts (0.1 s costs ~5 % of the bound).
+    qps_margin_s: float = Field(default=0.1, ge=0, le=1)
     timeout_s: float = Field(default=15.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     backoff_base_s: float = Field(default=0.5, gt=0)
@@ -110,6 +117,13 @@ class PollSettings(_Section):
     """How often each source is polled, in real seconds."""
 
     balance_interval_s: float = Field(default=300.0, gt=0)
+    spend_interval_s: float = Field(default=900.0, gt=0)
+    transaction_interval_s: float = Field(default=900.0, gt=0)
+    report_interval_s: float = Field(default=3600.0, gt=0)
+    bc_balance_interval_s: float = Field(default=900.0, gt=0)
+    # Spend figures lag and are revised: every poll re-reads this many trailing days.
+    spend_lookback_days: int = Field(default=7, ge=1, le=30)
+    transaction_lookback_days: int = Field(default=7, ge=1, le=365)
     jitter_s: float = Field(default=0.0, ge=0)
 
 
@@ -156,51 +170,22 @@ class DetectSettings(_Section):
 
     thresholds: Thresholds = Thresholds()
     advertisers: dict[str, Thresholds] = Field(default_factory=dict)
+    # The credit lifecycle rules (service/detect/); hours and days are API time.
+    depletion_horizon_h: float = Field(default=72.0, gt=0)
+    expiring_horizons_days: list[int] = Field(default_factory=lambda: [14, 7, 3, 1], min_length=1)
+    burn_days: int = Field(default=3, ge=1, le=30)
+    cash_runway_days: Decimal = Field(default=Decimal(3), gt=0)
+    discount_cap_near_percent: Decimal = Field(default=Decimal(80), gt=0, lt=100)
+    ladder_closing_h: float = Field(default=48.0, gt=0)
+    stale_intervals: float = Field(default=3.0, gt=1)
+    reconcile_after_h: float = Field(default=24.0, ge=0)
+    reconcile_tolerance: Decimal = Field(default=Decimal("1.00"), ge=0)
+    reconcile_tolerance_percent: Decimal = Field(default=Decimal(1), ge=0, le=100)
+    # Issued/expired transactions older than this when first seen are recorded, not notified.
+    event_window_h: float = Field(default=48.0, gt=0)
 
     def thresholds_for(self, advertiser_id: str) -> Thresholds:
         return self.advertisers.get(advertiser_id, self.thresholds)
-
-
-class WebhookSubscriber(_Section):
-    """One Standard Webhooks endpoint; ``kinds`` are glob patterns such as ``credit.*``."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str
-    secret: SecretStr
-    kinds: list[str] = Field(default_factory=lambda: ["*"])
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL")
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_is_whsec(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if not raw.startswith("whsec_") or len(raw) < 6 + 16:
-            raise ValueError("must be a whsec_ secret of at least 16 base64 characters")
-        return value
-
-
-class NotifySettings(_Section):
-    """Where alert transitions go."""
-
-    console: bool = True
-    webhooks: list[WebhookSubscriber] = Field(default_factory=list)
-    timeout_s: float = Field(default=15.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    retry_base_s: float = Field(default=1.0, gt=0)
-
-    @field_validator("webhooks")
-    @classmethod
-    def _names_unique(cls, value: list[WebhookSubscriber]) -> list[WebhookSubscriber]:
-        names = [w.name for w in value]
-        if len(names) != len(set(names)):
-            raise ValueError("webhook subscriber names must be unique")
-        return value
 
 
 class Settings(BaseSettings):
@@ -223,6 +208,9 @@ class Settings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()
+    api: ApiSettings = ApiSettings()
+    credits: Credits = Field(default_factory=list)
+    ladder_programs: LadderPrograms = Field(default_factory=list)
 
     @field_validator("redis_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""The ``creditwatch`` command: demo, run, poller, service, sandbox, check-config.
+"""The ``creditwatch`` command: demo, run, poller, service, sandbox, check-config, and the
+notification commands deliveries, silence and receivers.
 
 A bad setting exits with code 2 and one line naming it; secrets are never printed.
 
@@ -7,6 +8,7 @@ Usage::
     creditwatch demo --duration 90     # everything in one process, embedded Redis, sandbox API
     creditwatch run                    # poller + service against the real API
     creditwatch check-config           # the effective settings, secrets masked
+    creditwatch deliveries list --failed    # also: deliveries replay, silence, receivers
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import structlog
+from faststream.redis import RedisBroker
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from service.alerts import AlertTransition
+from service.deliver.commands import CommandError, add_subcommands, run_command
 from service.embedded_redis import EmbeddedRedis
 from service.logs import configure_logging
 from service.roles import poller_role, service_role
@@ -38,6 +44,15 @@ log = structlog.get_logger(__name__)
 
 EXIT_BAD_SETTING = 2
 DEMO_POLL_INTERVAL_S = 2.0
+# Every source polled within seconds (hours of simulated time), under the default QPS budget.
+DEMO_INTERVALS = {
+    "balance_interval_s": DEMO_POLL_INTERVAL_S,
+    "spend_interval_s": 3.0,
+    "transaction_interval_s": 3.0,
+    "report_interval_s": 6.0,
+    "bc_balance_interval_s": 4.0,
+    "spend_lookback_days": 3,
+}
 
 RoleFactory = Callable[[Settings, str], AbstractAsyncContextManager[object]]
 
@@ -93,10 +108,17 @@ async def _demo(settings: Settings, duration_s: float | None, speed: float | Non
                         "bc_ids": [bc.bc_id for bc in scenario.business_centers],
                     }
                 ),
-                "poll": settings.poll.model_copy(
-                    update={"balance_interval_s": DEMO_POLL_INTERVAL_S}
-                ),
+                "poll": settings.poll.model_copy(update=DEMO_INTERVALS),
                 "notify": settings.notify.model_copy(update={"console": True}),
+                # The status page on the configured port, else on a free one (printed below).
+                "api": settings.api.model_copy(
+                    update={
+                        "port": settings.api.port if "port" in settings.api.model_fields_set else 0
+                    }
+                ),
+                # The scenario's ledger is what the demo's operators declared.
+                "credits": list(scenario.ledger.credits),
+                "ladder_programs": list(scenario.ledger.ladder_programs),
             }
         )
         print(
@@ -107,11 +129,36 @@ async def _demo(settings: Settings, duration_s: float | None, speed: float | Non
         )
         async with (
             _redis_url(demo, fresh=True) as url,
-            service_role(demo, url, console=sys.stdout),
+            service_role(demo, url, console=sys.stdout, on_listening=_print_status_page),
             poller_role(demo, url),
         ):
             await _until_stopped(duration_s)
     print("creditwatch demo: stopped.", flush=True)
+
+
+def _print_status_page(url: str) -> None:
+    print(f"creditwatch demo: status page at {url}/ (API docs at {url}/docs)", flush=True)
+
+
+NOTIFY_COMMANDS = frozenset({"deliveries", "silence", "receivers"})
+
+
+async def _notify_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``deliveries``, ``silence``, ``receivers``: they act on the state in Redis."""
+    async with _redis_url(settings) as url:
+        redis = Redis.from_url(url)
+        broker = RedisBroker(url)
+
+        async def publish(transition: AlertTransition) -> None:
+            await broker.connect()
+            streams = settings.streams
+            await broker.publish(transition.to_json(), stream=streams.alerts, maxlen=streams.maxlen)
+
+        try:
+            return await run_command(args, settings, redis, publish=publish, out=sys.stdout)
+        finally:
+            await broker.stop()
+            await redis.aclose()
 
 
 def _check_config(settings: Settings) -> int:
@@ -139,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8787)
     sandbox.add_argument("--speed", type=float, default=None)
     commands.add_parser("check-config", help="validate settings and print them, masked")
+    add_subcommands(commands)
     return parser
 
 
@@ -157,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command in NOTIFY_COMMANDS:
+        try:
+            return asyncio.run(_notify_command(settings, args))
+        except CommandError as error:
+            return _fail(str(error))
     if args.command == "sandbox":
         run_sandbox(args.scenario, host=args.host, port=args.port, speed=args.speed)
         return 0

@@ -6,12 +6,14 @@ registry, so one ``/metrics`` endpoint serves whatever runs in the process.
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 __all__ = [
     "ALERTS",
     "DEADLETTERED",
     "DELIVERIES",
+    "DELIVERIES_DEADLETTERED",
+    "RETRY_QUEUE",
     "SNAPSHOTS_CONSUMED",
     "STATE_CONFLICTS",
     "STATE_CORRUPT",
@@ -49,4 +51,13 @@ STATE_CORRUPT = Counter(
 SUBSCRIBERS_RESTARTED = Counter(
     "creditwatch_subscribers_restarted_total",
     "Stream subscribers restarted after Redis lost their consumer group (NOGROUP).",
+)
+DELIVERIES_DEADLETTERED = Counter(
+    "creditwatch_deliveries_deadlettered_total",
+    "Deliveries that failed for good (last attempt, final answer, receiver gone), by receiver.",
+    ["receiver"],
+)
+RETRY_QUEUE = Gauge(
+    "creditwatch_delivery_queue_size",
+    "Deliveries waiting for their first attempt or a retry.",
 )

@@ -12,7 +12,7 @@ Usage::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TextIO
 
@@ -21,19 +21,25 @@ import structlog
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from config.settings import NotifySettings, Settings
+from config.settings import Settings, StreamSettings
+from service.alerts import AlertTransition
 from service.deadletter import DeadLetters
-from service.deliver.console import ConsoleReceiver
-from service.deliver.consumer import Notifier
-from service.deliver.receivers import Receiver
-from service.deliver.webhook import WebhookReceiver
+from service.deliver.pipeline import NotifyPipeline, build_receivers
 from service.detect.consumer import Detector
-from service.detect.state import StateStore
+from service.detect.staleness import StalenessWatch
+from service.detect.state import AccountState, CenterState, StateStore
+from service.http.poll_recorder import PollRecorder
+from service.http.serve import api_context, serve_api
+from service.ledger_store import ConfigLedger, RedisLedger
 from service.streams import DETECTORS, NOTIFIERS, consume, ensure_group
-from workers.poller import BalancePoller, schedule
+from workers.bc_balance_poller import BcBalancePoller
+from workers.poll_marks import PollMarks
+from workers.poller import BalancePoller, SourcePoller, schedule
 from workers.publish import SnapshotPublisher
 from workers.ratelimit import QpsBudget
+from workers.spend_poller import CostPoller, ReportPoller
 from workers.tiktok import TikTokClient
+from workers.transaction_poller import TransactionPoller
 
 __all__ = ["build_receivers", "poller_role", "service_role"]
 
@@ -48,30 +54,54 @@ def _broker(redis_url: str) -> RedisBroker:
     )
 
 
-def build_receivers(
-    notify: NotifySettings, http: httpx.AsyncClient, console: TextIO | None = None
-) -> list[Receiver]:
-    receivers: list[Receiver] = []
-    if notify.console:
-        receivers.append(ConsoleReceiver(console))
-    receivers.extend(
-        WebhookReceiver(
-            subscriber,
-            http,
-            max_attempts=notify.max_attempts,
-            retry_base_s=notify.retry_base_s,
-            timeout_s=notify.timeout_s,
-        )
-        for subscriber in notify.webhooks
+def _announcer(
+    broker: RedisBroker, streams: StreamSettings
+) -> Callable[[AlertTransition], Awaitable[None]]:
+    """Ops alerts (a receiver disabled) go on the alerts stream and are routed like any other."""
+
+    async def announce(transition: AlertTransition) -> None:
+        await broker.publish(transition.to_json(), stream=streams.alerts, maxlen=streams.maxlen)
+
+    return announce
+
+
+def _detection(
+    settings: Settings, redis: Redis, broker: RedisBroker, dead_letters: DeadLetters
+) -> tuple[Detector, StalenessWatch]:
+    """The detectors: account and business-center state, the ledger, the staleness watch."""
+    streams = settings.streams
+    accounts = StateStore(redis, broker, streams, AccountState, "state")
+    centers = StateStore(redis, broker, streams, CenterState, "bcstate")
+    ledger = RedisLedger(redis, streams, ConfigLedger(settings.credits, settings.ladder_programs))
+    interval = settings.poll.balance_interval_s
+    watch = StalenessWatch(
+        redis,
+        accounts,
+        streams,
+        interval_s=interval,
+        stale_after_s=settings.detect.stale_intervals * interval,
     )
-    return receivers
+    detector = Detector(
+        accounts=accounts,
+        centers=centers,
+        ledger=ledger,
+        dead_letters=dead_letters,
+        settings=settings.detect,
+        watch=watch,
+    )
+    return detector, watch
 
 
 @asynccontextmanager
 async def service_role(
-    settings: Settings, redis_url: str, *, console: TextIO | None = None
+    settings: Settings,
+    redis_url: str,
+    *,
+    console: TextIO | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> AsyncIterator[RedisBroker]:
-    """Detectors on the snapshot stream and notifiers on the alerts stream, until exit."""
+    """Detectors on the snapshot stream and notifiers on the alerts stream, until exit;
+    and the HTTP app (status page, API, metrics) when ``api.enabled``."""
     streams = settings.streams
     redis = Redis.from_url(redis_url)
     broker = _broker(redis_url)
@@ -80,15 +110,21 @@ async def service_role(
         await ensure_group(redis, streams.snapshots, DETECTORS)
         await ensure_group(redis, streams.alerts, NOTIFIERS)
         dead_letters = DeadLetters(redis, streams)
-        detector = Detector(StateStore(redis, broker, streams), dead_letters, settings.detect)
-        notifier = Notifier(
-            redis, build_receivers(settings.notify, http, console), dead_letters, streams
+        detector, watch = _detection(settings, redis, broker, dead_letters)
+        pipeline = NotifyPipeline(
+            settings,
+            redis,
+            http,
+            announce=_announcer(broker, streams),
+            dead_letters=dead_letters,
+            console=console,
         )
+        subscribers = []
         for stream, group, handle in (
             (streams.snapshots, DETECTORS, detector.handle),
-            (streams.alerts, NOTIFIERS, notifier.handle),
+            (streams.alerts, NOTIFIERS, pipeline.notifier.handle),
         ):
-            consume(
+            subscribers += consume(
                 broker,
                 stream=stream,
                 group=group,
@@ -97,9 +133,11 @@ async def service_role(
                 dead_letters=dead_letters,
                 reclaim_idle_ms=streams.reclaim_idle_ms,
             )
+        api = api_context(settings, redis, broker, subscribers, http)
         await broker.start()
-        log.info("service.started", consumer=streams.consumer)
-        yield broker
+        async with watch, pipeline, serve_api(api, on_listening=on_listening):
+            log.info("service.started", consumer=streams.consumer)
+            yield broker
     finally:
         await broker.stop()
         await http.aclose()
@@ -107,27 +145,54 @@ async def service_role(
 
 
 @asynccontextmanager
-async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[BalancePoller]:
-    """One scheduled balance poll per business center, publishing snapshots, until exit."""
+async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[SourcePoller]]:
+    """One scheduled poll per (source, business center), publishing snapshots, until exit.
+
+    Sources: balances, daily spend (cost and report), credit transactions, the BC balance;
+    all share one client, so one QPS budget.
+    """
     redis = Redis.from_url(redis_url)
     broker = _broker(redis_url)
+    poll = settings.poll
     try:
         await broker.connect()
         async with TikTokClient(settings.tiktok, budget=QpsBudget(settings.tiktok.qps)) as api:
-            poller = BalancePoller(
-                api,
-                SnapshotPublisher(broker, redis, settings.streams),
-                reject=DeadLetters(redis, settings.streams).put,
-            )
-            scheduler = schedule(poller, settings)
+            publisher = SnapshotPublisher(broker, redis, settings.streams)
+            reject = DeadLetters(redis, settings.streams).put
+            days = poll.spend_lookback_days
+            jobs: list[tuple[SourcePoller, float]] = [
+                (BalancePoller(api, publisher, reject=reject), poll.balance_interval_s),
+                (
+                    CostPoller(api, publisher, reject=reject, lookback_days=days),
+                    poll.spend_interval_s,
+                ),
+                (
+                    TransactionPoller(
+                        api, publisher, reject=reject, lookback_days=poll.transaction_lookback_days
+                    ),
+                    poll.transaction_interval_s,
+                ),
+                (
+                    ReportPoller(api, publisher, reject=reject, lookback_days=days),
+                    poll.report_interval_s,
+                ),
+                (BcBalancePoller(api, publisher, reject=reject), poll.bc_balance_interval_s),
+            ]
+            scheduler = schedule(jobs, settings)
+            # Each successful poll leaves a mark: /readyz and the data-age metric read them.
+            recorder = PollRecorder(PollMarks(redis, settings.streams))
+            recorder.attach(scheduler)
             scheduler.start()
             log.info("poller.started", bc_ids=settings.tiktok.bc_ids)
+            pollers = [poller for poller, _ in jobs]
             try:
-                yield poller
+                yield pollers
             finally:
                 scheduler.pause()
-                await poller.drain(timeout_s=settings.tiktok.timeout_s)
+                for poller in pollers:
+                    await poller.drain(timeout_s=settings.tiktok.timeout_s)
                 scheduler.shutdown(wait=False)
+                await recorder.drain()
     finally:
         await broker.stop()
         await redis.aclose()

@@ -16,7 +16,7 @@ from tests.streams import body, entries
 from workers import wire
 from workers.poller import BalancePoller
 from workers.publish import SnapshotPublisher
-from workers.snapshots import parse_snapshot
+from workers.snapshots import AccountBalanceSnapshot, SourceStatusSnapshot, parse_snapshot
 from workers.tiktok import TransientError
 
 SEEN_AT = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -78,16 +78,21 @@ async def test_one_bad_account_is_set_aside_and_the_others_publish(
     ]
     with structlog.testing.capture_logs() as logs:
         result, published, dead = await poll_once(settings, redis_client, FakeApi(rows))
-    assert (result.published, result.rejected) == (2, 4)
-    snapshots = [parse_snapshot(body(fields)) for fields in published]
+    assert (result.published, result.rejected) == (3, 4)
+    parsed = [parse_snapshot(body(fields)) for fields in published]
+    snapshots = [s for s in parsed if isinstance(s, AccountBalanceSnapshot)]
     assert [s.advertiser_id for s in snapshots] == ["71", "76"]
+    # A first good poll also says the source works (it resolves an earlier auth alert).
+    assert [(s.kind, s.status) for s in parsed if isinstance(s, SourceStatusSnapshot)] == [
+        ("source_status", "ok")
+    ]
     assert snapshots[0].balances.valid_grant_balance == Decimal("12.30")
     assert snapshots[1].balances.valid_grant_balance == Decimal("0.10")
     assert snapshots[0].observed_at == SEEN_AT
     assert snapshots[0].timezone == "Europe/Berlin"
     assert [f[b"entry_id"] for f in dead] == [b"7001:72", b"7001:73", b"7001:74", b"7001:75"]
     assert wire.loads(dead[0][b"payload"])["advertiser_id"] == "72"
-    rejected = [e for e in logs if e["event"] == "poll.account_rejected"]
+    rejected = [e for e in logs if e["event"] == "poll.row_rejected"]
     assert [e["advertiser_id"] for e in rejected] == ["72", "73", "74", "75"]
 
 

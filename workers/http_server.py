@@ -53,7 +53,9 @@ class AsgiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         handle_signals: bool = False,
+        date_header: bool = True,
     ) -> None:
+        # The sandbox sends its own (simulated) Date; uvicorn would add the real one.
         config = uvicorn.Config(
             app,
             host=host,
@@ -62,6 +64,7 @@ class AsgiServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            date_header=date_header,
         )
         self._server = _Server(config, handle_signals=handle_signals)
         self._task: asyncio.Task[None] | None = None

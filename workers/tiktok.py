@@ -22,6 +22,11 @@ Usage::
         except TransientError:                                # RateLimited included
             ...                                               # try again next cycle
 
+Every reply's HTTP ``Date`` header (RFC 7231) is the API's own time: ``reply_time()`` gives the
+one of the last reply in the calling task (the local clock if it had none). Pollers stamp
+snapshots with it, so that detectors reason in the API's time (which, against the sandbox,
+is simulated time).
+
 Tests pass ``transport=httpx.MockTransport(handler)``, a no-op ``sleep`` and a fake-clock budget.
 """
 
@@ -30,8 +35,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -47,7 +55,10 @@ __all__ = [
     "ADVERTISER_BALANCE_PATH",
     "ADVERTISER_INFO_PATH",
     "BC_BALANCE_PATH",
+    "BC_COST_PATH",
+    "BC_TRANSACTION_PATH",
     "MAX_PAGES",
+    "REPORT_PATH",
     "ApiError",
     "AuthError",
     "BadRequest",
@@ -57,6 +68,7 @@ __all__ = [
     "TikTokClient",
     "TikTokError",
     "TransientError",
+    "reply_time",
 ]
 
 log = structlog.get_logger(__name__)
@@ -64,6 +76,11 @@ log = structlog.get_logger(__name__)
 ADVERTISER_BALANCE_PATH = "/advertiser/balance/get/"
 BC_BALANCE_PATH = "/bc/balance/get/"
 ADVERTISER_INFO_PATH = "/advertiser/info/"
+BC_COST_PATH = "/bc/account/cost/get/"
+BC_TRANSACTION_PATH = "/bc/account/transaction/get/"
+REPORT_PATH = "/report/integrated/get/"
+REPORT_PAGE_SIZE = 1000
+TRANSACTION_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # Stop paging after this many pages even if page_info says more (50 000 accounts at 50/page).
 MAX_PAGES = 1000
@@ -78,6 +95,25 @@ BAD_REQUEST_CODE = 40002
 
 # How much of a reply body or API message goes into an error text.
 _SNIPPET = 200
+
+# The Date of the last reply received by the current task (None: it had none, or no reply).
+_reply_date: ContextVar[datetime | None] = ContextVar("tiktok_reply_date", default=None)
+
+
+def reply_time() -> datetime:
+    """The API's time at the last reply this task received; the local clock if unknown."""
+    return _reply_date.get() or datetime.now(UTC)
+
+
+def _header_date(response: httpx.Response) -> datetime | None:
+    text = response.headers.get("date")
+    if not text:
+        return None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 class TikTokError(Exception):
@@ -231,6 +267,7 @@ class TikTokClient:
             raise ValueError(f"path must start with '/': {path!r}")
         url = self._settings.base_url + path
         query = _encode_params(params)
+        _reply_date.set(None)
         max_attempts = self._settings.max_retries + 1
         attempt = 0
         while True:
@@ -292,6 +329,7 @@ class TikTokClient:
             text = _truncate(self._redact(str(exc)))
             return _Retryable("transport", f"transport error ({type(exc).__name__}: {text})")
 
+        _reply_date.set(_header_date(response))
         status = response.status_code
         if status >= 500 or status == 429:
             API_CALLS.labels(endpoint=endpoint, code=f"http_{status}").inc()
@@ -431,6 +469,89 @@ class TikTokClient:
                 self._dict_rows(items, source="advertiser_info", endpoint=ADVERTISER_INFO_PATH)
             )
         return rows
+
+    async def _all_pages(
+        self, path: str, params: Mapping[str, Any], list_name: str, page_size: int, **context: Any
+    ) -> list[dict[str, Any]]:
+        """Every row of a paged list endpoint (rows that are not objects are counted, dropped)."""
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            data = await self.get(path, {**params, "page": page, "page_size": page_size})
+            items = _list_field(data, list_name, path)
+            total_page = _total_page(data, path)
+            rows.extend(
+                self._dict_rows(items, source=list_name, endpoint=path, page=page, **context)
+            )
+            if page >= total_page or not items:
+                return rows
+            if page >= MAX_PAGES:
+                log.warning("api.paging_truncated", endpoint=path, pages_read=page, **context)
+                return rows
+            page += 1
+
+    async def account_costs(self, bc_id: str, day: date) -> list[dict[str, Any]]:
+        """``cost_list`` rows of ``/bc/account/cost/get/`` for one UTC day: spend per account."""
+        filtering = {"start_date": day.isoformat(), "end_date": day.isoformat()}
+        return await self._all_pages(
+            BC_COST_PATH,
+            {"bc_id": bc_id, "filtering": filtering},
+            "cost_list",
+            self._settings.page_size,
+            bc_id=bc_id,
+        )
+
+    async def credit_transactions(
+        self, bc_id: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """``PROMOTION_ISSUED`` / ``PROMOTION_EXPIRED`` rows of ``/bc/account/transaction/get/``.
+
+        ``start`` and ``end`` are sent as UTC ``YYYY-MM-DD HH:MM:SS``.
+        """
+        filtering = {
+            "transaction_types": ["PROMOTION_ISSUED", "PROMOTION_EXPIRED"],
+            "start_time": start.astimezone(UTC).strftime(TRANSACTION_TIME_FORMAT),
+            "end_time": end.astimezone(UTC).strftime(TRANSACTION_TIME_FORMAT),
+        }
+        return await self._all_pages(
+            BC_TRANSACTION_PATH,
+            {"bc_id": bc_id, "transaction_level": "ADVERTISER", "filtering": filtering},
+            "transaction_list",
+            self._settings.page_size,
+            bc_id=bc_id,
+        )
+
+    async def report_spend(
+        self, advertiser_id: str, start: date, end: date, *, by_campaign: bool = False
+    ) -> list[dict[str, Any]]:
+        """Daily ``spend`` / ``cash_spend`` / ``voucher_spend`` from ``/report/integrated/get/``.
+
+        Dates are the account's own; metric values come back as strings.
+        """
+        level, key = (
+            ("AUCTION_CAMPAIGN", "campaign_id")
+            if by_campaign
+            else (
+                "AUCTION_ADVERTISER",
+                "advertiser_id",
+            )
+        )
+        return await self._all_pages(
+            REPORT_PATH,
+            {
+                "advertiser_id": advertiser_id,
+                "report_type": "BASIC",
+                "service_type": "AUCTION",
+                "data_level": level,
+                "dimensions": [key, "stat_time_day"],
+                "metrics": ["spend", "cash_spend", "voucher_spend"],
+                "start_date": start.isoformat(),
+                "end_date": end.isoformat(),
+            },
+            "list",
+            REPORT_PAGE_SIZE,
+            advertiser_id=advertiser_id,
+        )
 
     @staticmethod
     def _dict_rows(

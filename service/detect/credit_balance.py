@@ -12,17 +12,19 @@ Both read the *valid* grant balance (ad credit that can still be spent; frozen c
 
 Usage::
 
-    evaluation = evaluate(state, snapshot, thresholds)   # None if the snapshot is not newer
+    state, transitions = evaluate(state, snapshot, ledger, settings)   # balance snapshots only
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
-from config.settings import Thresholds
-from service.alerts import AlertTransition, Severity
-from service.detect.state import AccountState, Evaluation, OpenEpisode, newer
+from config.settings import DetectSettings, Thresholds
+from service.alerts import AlertTransition
+from service.detect.episodes import Episodes, Rule, Subject, Value, close, open_, subject_of, who
+from service.detect.facts import AccountSnapshot
+from service.detect.state import AccountState
+from service.ledger import AccountLedger
 from workers.snapshots import AccountBalanceSnapshot
 
 __all__ = ["EXHAUSTED", "LOW", "evaluate", "low_line"]
@@ -43,89 +45,56 @@ def low_line(peak: Decimal, thresholds: Thresholds) -> Decimal:
 
 
 def evaluate(
-    state: AccountState | None, snapshot: AccountBalanceSnapshot, thresholds: Thresholds
-) -> Evaluation | None:
-    """Advance one advertiser's state by one snapshot; None if it is a duplicate or stale."""
-    if not newer(state, snapshot.observed_at):
-        return None
+    state: AccountState,
+    snapshot: AccountSnapshot,
+    ledger: AccountLedger,
+    settings: DetectSettings,
+) -> tuple[AccountState, list[AlertTransition]]:
+    """Advance the low/exhausted episodes by one (already recorded) balance snapshot."""
+    if not isinstance(snapshot, AccountBalanceSnapshot):
+        return state, []
+    thresholds = settings.thresholds_for(snapshot.advertiser_id)
+    subject = subject_of(state)
+    now = snapshot.observed_at
     balance = snapshot.balances.valid_grant_balance
-    peak = balance if state is None else max(state.peak_grant, balance)
-    episodes = dict(state.open) if state else {}
+    peak = max(state.peak_grant, balance)
+    episodes = Episodes.of(state)
     transitions: list[AlertTransition] = []
 
     line = low_line(peak, thresholds)
     clear_of_line = line * (1 + thresholds.hysteresis_percent / _HUNDRED)
     has_had_credit = peak > 0
 
+    low = Rule(LOW, "warning")
     low_values = {**_values(snapshot), "low_threshold": line, "peak_grant_balance": peak}
-    low = _Rule(LOW, "warning", low_values)
     if LOW not in episodes and has_had_credit and balance <= line:
-        transitions.append(_open(episodes, snapshot, low, _low_summary(snapshot, peak)))
+        message = (_low_summary(subject, balance, peak), low_values)
+        transitions += open_(episodes, subject, low, now, message)
     elif LOW in episodes and balance > clear_of_line:
-        transitions.append(_close(episodes, snapshot, low, _back_summary(snapshot)))
+        transitions.append(
+            close(episodes, subject, low, now, (_back(subject, balance), low_values))
+        )
         # A top-up that lifts the balance clear starts a new baseline for the percent line.
         peak = balance
 
-    exhausted = _Rule(EXHAUSTED, "critical", _values(snapshot))
+    exhausted = Rule(EXHAUSTED, "critical")
     exhausted_band = line * thresholds.hysteresis_percent / _HUNDRED
+    values = _values(snapshot)
     if EXHAUSTED not in episodes and has_had_credit and balance <= 0:
         summary = (
-            f"Ad credit for {_who(snapshot)} is used up: spend is now billed to cash "
+            f"Ad credit for {who(subject)} is used up: spend is now billed to cash "
             "or the card on file."
         )
-        transitions.append(_open(episodes, snapshot, exhausted, summary))
+        transitions += open_(episodes, subject, exhausted, now, (summary, values))
     elif EXHAUSTED in episodes and balance > exhausted_band:
-        transitions.append(_close(episodes, snapshot, exhausted, _back_summary(snapshot)))
+        transitions.append(
+            close(episodes, subject, exhausted, now, (_back(subject, balance), values))
+        )
 
-    next_state = AccountState(
-        advertiser_id=snapshot.advertiser_id,
-        last_observed_at=snapshot.observed_at,
-        valid_grant=balance,
-        peak_grant=peak,
-        open=episodes,
-    )
-    return Evaluation(state=next_state, transitions=transitions)
+    return state.model_copy(update={"peak_grant": peak, **episodes.fields()}), transitions
 
 
-@dataclass(frozen=True)
-class _Rule:
-    kind: str
-    severity: Severity
-    values: dict[str, Decimal]
-
-
-def _open(
-    episodes: dict[str, OpenEpisode], snapshot: AccountBalanceSnapshot, rule: _Rule, summary: str
-) -> AlertTransition:
-    transition = AlertTransition.for_snapshot(
-        snapshot,
-        kind=rule.kind,
-        status="firing",
-        severity=rule.severity,
-        starts_at=snapshot.observed_at,
-        summary=summary,
-        values=rule.values,
-    )
-    episodes[rule.kind] = OpenEpisode(alert_id=transition.alert_id, starts_at=snapshot.observed_at)
-    return transition
-
-
-def _close(
-    episodes: dict[str, OpenEpisode], snapshot: AccountBalanceSnapshot, rule: _Rule, summary: str
-) -> AlertTransition:
-    episode = episodes.pop(rule.kind)
-    return AlertTransition.for_snapshot(
-        snapshot,
-        kind=rule.kind,
-        status="resolved",
-        severity=rule.severity,
-        starts_at=episode.starts_at,
-        summary=summary,
-        values=rule.values,
-    )
-
-
-def _values(snapshot: AccountBalanceSnapshot) -> dict[str, Decimal]:
+def _values(snapshot: AccountBalanceSnapshot) -> dict[str, Value]:
     balances = snapshot.balances
     return {
         "valid_grant_balance": balances.valid_grant_balance,
@@ -134,20 +103,13 @@ def _values(snapshot: AccountBalanceSnapshot) -> dict[str, Decimal]:
     }
 
 
-def _who(snapshot: AccountBalanceSnapshot) -> str:
-    name = snapshot.advertiser_name or "advertiser"
-    return f"{name} ({snapshot.advertiser_id})"
-
-
-def _low_summary(snapshot: AccountBalanceSnapshot, peak: Decimal) -> str:
-    balance = snapshot.balances.valid_grant_balance
+def _low_summary(subject: Subject, balance: Decimal, peak: Decimal) -> str:
     share = (balance * _HUNDRED / peak).quantize(Decimal(1)) if peak else Decimal(0)
     return (
-        f"Ad credit for {_who(snapshot)} is low: {balance:.2f} {snapshot.currency} left "
+        f"Ad credit for {who(subject)} is low: {balance:.2f} {subject.currency} left "
         f"({share}% of {peak:.2f}); when it runs out, spend moves to cash or the card."
     )
 
 
-def _back_summary(snapshot: AccountBalanceSnapshot) -> str:
-    balance = snapshot.balances.valid_grant_balance
-    return f"Ad credit for {_who(snapshot)} is back: {balance:.2f} {snapshot.currency} available."
+def _back(subject: Subject, balance: Decimal) -> str:
+    return f"Ad credit for {who(subject)} is back: {balance:.2f} {subject.currency} available."

@@ -38,10 +38,27 @@ numbers; either way they are read as Decimal, never as float. Shape::
         action: grant_topup
         amount: "400.00"
 
+    ledger:                            # declared credits and ladder programs (config/ledger.py)
+      credits:                         # issued at valid_from (PROMOTION_ISSUED, grant rises),
+        - id: welcome-300              # spent earliest-expiry first, and at valid_to the
+          advertiser_id: "7100000000001"   # unused rest is forfeited (PROMOTION_EXPIRED)
+          type: free                   # discount credits are declared but move no balance
+          amount: "300.00"
+          currency: USD
+          valid_from: 2026-11-01T00:00:00Z
+          valid_to: 2026-11-20T00:00:00Z
+      ladder_programs: []
+
 Actions: ``grant_topup`` / ``cash_topup`` (``amount``), ``freeze_grant`` (``amount``, capped at
 the valid grant), ``unfreeze_grant`` / ``expire_grant`` (``amount``; without it, all of it),
-``set_burn_rate`` (``per_hour``), ``set_status`` (``status``). Events at the same instant apply
-in file order.
+``set_burn_rate`` (``per_hour``), ``set_status`` (``status``), ``issue_credit`` /
+``expire_credit`` (``credit_id`` of the ledger; scheduled for every declared credit),
+``hide_account`` / ``show_account`` (the account drops out of the business center's listings,
+as when access to it is lost), ``revoke_access`` / ``restore_access`` (requests about the
+account's business center answer 40105). Events at the same instant apply in file order,
+ledger events after the others.
+
+A scenario's ``ledger`` is also what ``creditwatch demo`` declares to the detectors.
 
 Usage::
 
@@ -69,6 +86,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from config.ledger import Credit, LedgerSection
 
 __all__ = [
     "ACCOUNT_STATUSES",
@@ -106,6 +125,12 @@ ActionName = Literal[
     "expire_grant",
     "set_burn_rate",
     "set_status",
+    "issue_credit",
+    "expire_credit",
+    "hide_account",
+    "show_account",
+    "revoke_access",
+    "restore_access",
 ]
 
 # Balances and amounts are whole cents, like the API's; a burn rate may be finer. Bounded so a
@@ -214,6 +239,7 @@ class EventAction(BaseModel):
     amount: PositiveMoney | None = None
     per_hour: Rate | None = None
     status: AccountStatus | None = None
+    credit_id: Id | None = None
 
     @model_validator(mode="after")
     def _has_what_the_action_needs(self) -> EventAction:
@@ -223,6 +249,8 @@ class EventAction(BaseModel):
             "freeze_grant": "amount",
             "set_burn_rate": "per_hour",
             "set_status": "status",
+            "issue_credit": "credit_id",
+            "expire_credit": "credit_id",
         }.get(self.action)
         if needs is not None and getattr(self, needs) is None:
             raise ValueError(f"{needs} is required for action {self.action}")
@@ -247,6 +275,7 @@ class Scenario(BaseModel):
     faults: Faults = Field(default_factory=Faults)
     business_centers: list[BusinessCenterSpec] = Field(min_length=1)
     events: list[ScenarioEvent] = Field(default_factory=list)
+    ledger: LedgerSection = Field(default_factory=LedgerSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -260,6 +289,13 @@ class Scenario(BaseModel):
                 raise ValueError(f"{where}.advertiser_id: unknown advertiser {event.advertiser_id}")
             if self.event_time(event) < self.start:
                 raise ValueError(f"{where}.at: before start")
+        credit_ids = {credit.id for credit in self.ledger.credits}
+        for index, event in enumerate(self.events):
+            if event.credit_id is not None and event.credit_id not in credit_ids:
+                raise ValueError(f"events[{index}].credit_id: unknown credit {event.credit_id}")
+        for index, credit in enumerate(self.ledger.credits):
+            if credit.advertiser_id not in known:
+                raise ValueError(f"ledger.credits[{index}].advertiser_id: unknown advertiser")
         return self
 
     def advertisers(self) -> Iterator[tuple[BusinessCenterSpec, AdvertiserSpec]]:
@@ -274,9 +310,37 @@ class Scenario(BaseModel):
             return self.start + event.at
         return event.at
 
+    def credit_events(self) -> list[ScenarioEvent]:
+        """Issue and expiry of every declared credit that sits in the grant balance."""
+        events: list[ScenarioEvent] = []
+        for credit in self.ledger.credits:
+            if not credit.in_grant_balance:
+                continue
+            for action, at in (
+                ("issue_credit", max(credit.valid_from, self.start)),
+                ("expire_credit", credit.valid_to),
+            ):
+                events.append(
+                    ScenarioEvent(
+                        at=at,
+                        advertiser_id=credit.advertiser_id,
+                        action=action,
+                        credit_id=credit.id,
+                    )
+                )
+        return events
+
     def timeline(self) -> list[tuple[datetime, ScenarioEvent]]:
-        """Events in the order they apply: by time, then by file order."""
-        return sorted(((self.event_time(e), e) for e in self.events), key=lambda pair: pair[0])
+        """Events in the order they apply: by time, then by file order, ledger events last."""
+        every = [*self.events, *self.credit_events()]
+        return sorted(((self.event_time(e), e) for e in every), key=lambda pair: pair[0])
+
+    def credit(self, credit_id: str) -> Credit:
+        """The declared credit ``credit_id``; KeyError if there is none."""
+        for credit in self.ledger.credits:
+            if credit.id == credit_id:
+                return credit
+        raise KeyError(credit_id)
 
 
 def _check_unique(values: list[str], field: str) -> None:

@@ -7,10 +7,16 @@ for API errors), the ``Access-Token`` header (else 40105), a per-token QPS limit
 advertisers, money as JSON numbers with two decimals. Injected faults (HTTP 500, code 50000,
 latency) come from a seeded RNG so runs repeat.
 
+Every API reply carries an HTTP ``Date`` header with the *simulated* time (uvicorn's own is
+off), so a client that stamps what it sees with the API's time lives in simulated time too.
+
 Served: ``/advertiser/balance/get/``, ``/bc/balance/get/``, ``/advertiser/info/``,
-``/bc/account/cost/get/``, ``/bc/account/transaction/get/``. Admin routes under ``/_sandbox/``
-(not part of TikTok's API): ``GET state``, ``GET stats``, ``POST clock/advance {"seconds"}``,
-``POST clock/speed {"speed"}``, ``POST events {advertiser_id, action, ...}``, ``POST faults``.
+``/bc/account/cost/get/``, ``/bc/account/transaction/get/``, ``/report/integrated/get/``
+(``AUCTION_ADVERTISER`` or ``AUCTION_CAMPAIGN`` by ``stat_time_day``, metric values as
+strings, page_size up to 1000; the sandbox runs one campaign per account). Admin routes
+under ``/_sandbox/`` (not part of TikTok's API): ``GET state``, ``GET stats``,
+``POST clock/advance {"seconds"}``, ``POST clock/speed {"speed"}``,
+``POST events {advertiser_id, action, ...}``, ``POST faults``.
 
 Usage::
 
@@ -35,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
@@ -81,6 +88,9 @@ DEFAULT_PORT = 8090
 _OK, _NO_PERMISSION, _BAD_PARAMETER = 0, 40001, 40002
 _RATE_LIMITED, _BAD_TOKEN, _SYSTEM_ERROR = 40100, 40105, 50000
 _MAX_PAGE_SIZE = 50
+_MAX_REPORT_PAGE_SIZE = 1000
+_MAX_REPORT_DAYS = 30
+_REPORT_METRICS = {"spend", "cash_spend", "voucher_spend", "impressions", "clicks"}
 _MAX_IDS = 100
 _MAX_SPAN = timedelta(days=365)
 _DEFAULT_SPAN_DAYS = 7
@@ -156,9 +166,11 @@ def _int_param(params: QueryParams, name: str, default: int, low: int, high: int
     return value
 
 
-def _paginate(items: list[_T], params: QueryParams) -> tuple[list[_T], dict[str, int]]:
+def _paginate(
+    items: list[_T], params: QueryParams, max_page_size: int = _MAX_PAGE_SIZE
+) -> tuple[list[_T], dict[str, int]]:
     page = _int_param(params, "page", 1, 1, 1_000_000)
-    page_size = _int_param(params, "page_size", 10, 1, _MAX_PAGE_SIZE)
+    page_size = _int_param(params, "page_size", 10, 1, max_page_size)
     total = len(items)
     info = {
         "page": page,
@@ -190,6 +202,11 @@ def _center(sim: Simulation, params: QueryParams) -> BusinessCenter:
         ) from None
 
 
+def _listed(sim: Simulation, center: BusinessCenter) -> list[Account]:
+    """The center's accounts that its listings show (hidden ones are left out)."""
+    return [a for a in map(sim.account, center.advertiser_ids) if not a.hidden]
+
+
 def _keyword_match(account: Account, keyword: str | None) -> bool:
     if keyword is None:
         return True
@@ -214,7 +231,7 @@ def _advertiser_balance_get(sim: Simulation, params: QueryParams) -> dict[str, A
         raise _ApiError(_BAD_PARAMETER, "filtering.advertiser_status: unknown status")
     accounts = [
         account
-        for account in map(sim.account, center.advertiser_ids)
+        for account in _listed(sim, center)
         if _keyword_match(account, keyword) and (allowed is None or account.status in allowed)
     ]
     page, page_info = _paginate(accounts, params)
@@ -311,7 +328,7 @@ def _bc_account_cost_get(sim: Simulation, params: QueryParams) -> dict[str, Any]
     )
     _check_span(last - first, "date")
     keyword = _optional_str(filtering, "keyword")
-    accounts = [a for a in map(sim.account, center.advertiser_ids) if _keyword_match(a, keyword)]
+    accounts = [a for a in _listed(sim, center) if _keyword_match(a, keyword)]
     costs = [(a, sim.spend_between(a.advertiser_id, first, last)) for a in accounts]
     page, page_info = _paginate(costs, params)
     rows = [_cost_row(account, spend) for account, spend in page]
@@ -400,12 +417,66 @@ def _transaction_row(account: Account, tx: Transaction) -> dict[str, Any]:
     }
 
 
+def _report_get(sim: Simulation, params: QueryParams) -> dict[str, Any]:
+    """``/report/integrated/get/``: spend per account-local day, metric values as strings."""
+    advertiser_id = _required(params, "advertiser_id")
+    try:
+        account = sim.account(advertiser_id)
+    except UnknownAccountError:
+        message = f"No permission to operate advertiser {advertiser_id}"
+        raise _ApiError(_NO_PERMISSION, message) from None
+    if params.get("report_type", "BASIC") != "BASIC":
+        raise _ApiError(_BAD_PARAMETER, "report_type: only BASIC is simulated")
+    level = _required(params, "data_level")
+    keys = {"AUCTION_ADVERTISER": "advertiser_id", "AUCTION_CAMPAIGN": "campaign_id"}
+    if level not in keys:
+        raise _ApiError(_BAD_PARAMETER, "data_level: AUCTION_ADVERTISER or AUCTION_CAMPAIGN")
+    dimensions = _string_list(_json_param(params, "dimensions", list) or [], "dimensions", 4)
+    if set(dimensions) != {keys[level], "stat_time_day"}:
+        raise _ApiError(_BAD_PARAMETER, f"dimensions: [{keys[level]}, stat_time_day] expected")
+    metrics = _string_list(_json_param(params, "metrics", list) or [], "metrics", 20)
+    if not metrics or not set(metrics) <= _REPORT_METRICS:
+        raise _ApiError(_BAD_PARAMETER, f"metrics: choose from {sorted(_REPORT_METRICS)}")
+    first = _parse_date(_required(params, "start_date"), "start_date", date.min)
+    last = _parse_date(_required(params, "end_date"), "end_date", date.max)
+    if not timedelta(0) <= last - first < timedelta(days=_MAX_REPORT_DAYS):
+        raise _ApiError(_BAD_PARAMETER, "start_date/end_date: at most 30 days, start first")
+    days = [(d, spend) for d, spend in sim.local_daily_spend(advertiser_id).items()]
+    rows = [
+        {
+            "dimensions": {
+                keys[level]: advertiser_id
+                if level == "AUCTION_ADVERTISER"
+                else f"{account.advertiser_id}1",
+                "stat_time_day": f"{day.isoformat()} 00:00:00",
+            },
+            "metrics": {name: _report_metric(name, spend) for name in metrics},
+        }
+        for day, spend in days
+        if first <= day <= last
+    ]
+    page, page_info = _paginate(rows, params, _MAX_REPORT_PAGE_SIZE)
+    return {"list": page, "page_info": page_info}
+
+
+def _report_metric(name: str, spend: DaySpend) -> str:
+    amounts = {
+        "spend": spend.amount,
+        "cash_spend": spend.cash_amount,
+        "voucher_spend": spend.grant_amount,
+    }
+    if name in amounts:
+        return str(money(amounts[name]))
+    return "0"  # impressions and clicks are not simulated
+
+
 _API_ROUTES: dict[str, _Handler] = {
     "/advertiser/balance/get/": _advertiser_balance_get,
     "/bc/balance/get/": _bc_balance_get,
     "/advertiser/info/": _advertiser_info,
     "/bc/account/cost/get/": _bc_account_cost_get,
     "/bc/account/transaction/get/": _bc_account_transaction_get,
+    "/report/integrated/get/": _report_get,
 }
 
 
@@ -492,9 +563,17 @@ class _SandboxApi:
         return endpoint
 
     async def call(self, request: Request, handler: _Handler) -> Response:
+        response = await self._answer(request, handler)
+        # RFC 7231 Date, in simulated time: what the client takes for "now" at the API.
+        response.headers["date"] = format_datetime(self.simulation.now.astimezone(UTC), usegmt=True)
+        return response
+
+    async def _answer(self, request: Request, handler: _Handler) -> Response:
         self.stats.requests_by_path[request.url.path] += 1
+        self.sync()
         try:
             self._admit(request.headers.get("Access-Token"))
+            self._check_access(request.query_params)
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
             fault = self._roll_faults()
@@ -516,6 +595,16 @@ class _SandboxApi:
         if seen > self._qps_limit:
             self.stats.throttled += 1
             raise _ApiError(_RATE_LIMITED, "Too many requests. Please retry in some time.")
+
+    def _check_access(self, params: QueryParams) -> None:
+        """40105 for a business center (or one of its accounts) whose access is revoked."""
+        bc_id = params.get("bc_id")
+        advertiser_id = params.get("advertiser_id")
+        if bc_id is None and advertiser_id is not None:
+            with contextlib.suppress(UnknownAccountError):
+                bc_id = self.simulation.account(advertiser_id).bc_id
+        if bc_id is not None and self.simulation.revoked(bc_id):
+            raise _ApiError(_BAD_TOKEN, "Access token is incorrect or has been revoked.")
 
     def _roll_faults(self) -> Literal["http_500", "error_code"] | None:
         # Both dice are rolled on every admitted request, so the fault sequence depends only
@@ -726,7 +815,11 @@ class SandboxServer:
         self._speed = scenario.speed if speed is None else speed
         self.sandbox = Sandbox(scenario, speed=0)
         self._http = AsgiServer(
-            self.sandbox.app, host=host, port=port, handle_signals=handle_signals
+            self.sandbox.app,
+            host=host,
+            port=port,
+            handle_signals=handle_signals,
+            date_header=False,
         )
 
     @property

@@ -4,8 +4,13 @@ Each account spends ``burn_rate_per_hour`` continuously, paid from the valid ad 
 first and then from the valid cash balance, as TikTok bills manual-payment accounts; when both
 are empty, spending stops. Scheduled events (top-ups, freezes, rate changes) apply at their time.
 
-State changes only at *breakpoints* fixed by the scenario: event times and UTC midnights (the
-spend ledger is per UTC day). Between breakpoints, balances are computed from the last one by a
+Declared credits (the scenario's ``ledger``) are issued at ``valid_from`` (grant rises, a
+``PROMOTION_ISSUED`` is booked), absorb grant spend earliest-expiry first (the undeclared rest of
+the grant is spent last), and forfeit what is left at ``valid_to`` (``PROMOTION_EXPIRED``).
+
+State changes only at *breakpoints* fixed by the scenario: event times, UTC midnights (the
+spend ledger is per UTC day) and local midnights of every account's time zone (reports are
+per local day). Between breakpoints, balances are computed from the last one by a
 single formula, so the answer at time t is the same however often, or how finely, anyone polled
 before t. Amounts are exact Decimals; they are rounded to cents only in ``BalanceView``.
 
@@ -26,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from workers.wire import CENT
 
@@ -242,7 +248,27 @@ class Account:
     burn_rate_per_hour: Decimal
     settled: Balances
     ledger: dict[date, DaySpend] = field(default_factory=dict)
+    local_ledger: dict[date, DaySpend] = field(default_factory=dict)
     transactions: list[Transaction] = field(default_factory=list)
+    # Issued, not yet expired declared credits: what is left of each, and when it expires.
+    credits: dict[str, Decimal] = field(default_factory=dict)
+    credit_expiry: dict[str, datetime] = field(default_factory=dict)
+    hidden: bool = False
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def book(self, day: date, local_day: date, spent: DaySpend) -> None:
+        """Add spend to both day ledgers and draw its grant part from credits, earliest first."""
+        self.ledger[day] = self.ledger.get(day, DaySpend()) + spent
+        self.local_ledger[local_day] = self.local_ledger.get(local_day, DaySpend()) + spent
+        left = spent.grant_amount
+        with localcontext(_EXACT):
+            for credit_id in sorted(self.credits, key=lambda c: self.credit_expiry[c]):
+                used = min(left, self.credits[credit_id])
+                self.credits[credit_id] -= used
+                left -= used
 
     @classmethod
     def from_spec(cls, bc: BusinessCenterSpec, spec: AdvertiserSpec) -> Account:
@@ -289,6 +315,11 @@ def _next_midnight(moment: datetime) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+def _next_local_midnight(moment: datetime, zone: ZoneInfo) -> datetime:
+    local_day = moment.astimezone(zone).date() + timedelta(days=1)
+    return datetime.combine(local_day, time(), tzinfo=zone).astimezone(UTC)
+
+
 def _utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
@@ -312,6 +343,8 @@ class Simulation:
         self._anchor = scenario.start  # the instant every account's `settled` refers to
         self._now = scenario.start
         self._pending = deque(scenario.timeline())
+        self._scenario = scenario
+        self._revoked: set[str] = set()
         self._transaction_ids = itertools.count(1)
         self.applied: list[AppliedEvent] = []
         self._apply_due(self._now)
@@ -377,6 +410,22 @@ class Simulation:
             if self._accounts[adv_id].currency == center.currency
         )
 
+    def revoked(self, bc_id: str) -> bool:
+        """True while requests about business center ``bc_id`` answer 40105."""
+        return bc_id in self._revoked
+
+    def local_daily_spend(self, advertiser_id: str) -> dict[date, DaySpend]:
+        """Spend per day in the account's own time zone up to ``now``, days without it left out."""
+        account = self.account(advertiser_id)
+        ledger = dict(account.local_ledger)
+        today = self._anchor.astimezone(account.zone).date()
+        ledger[today] = ledger.get(today, DaySpend()) + self._unsettled_spend(account)
+        return {day: spend for day, spend in sorted(ledger.items()) if spend.amount}
+
+    def credit_remaining(self, advertiser_id: str) -> dict[str, Decimal]:
+        """What is left of each issued, unexpired declared credit, as of the last breakpoint."""
+        return dict(self.account(advertiser_id).credits)
+
     def daily_spend(self, advertiser_id: str) -> dict[date, DaySpend]:
         """Spend per UTC day up to ``now``, exact, days without spend left out."""
         account = self.account(advertiser_id)
@@ -416,6 +465,8 @@ class Simulation:
 
     def _next_breakpoint(self) -> datetime:
         midnight = _next_midnight(self._anchor)
+        for zone in {account.timezone for account in self._accounts.values()}:
+            midnight = min(midnight, _next_local_midnight(self._anchor, ZoneInfo(zone)))
         if self._pending and self._pending[0][0] < midnight:
             return self._pending[0][0]
         return midnight
@@ -428,7 +479,7 @@ class Simulation:
         for account in self._accounts.values():
             spent = _draw(account.settled, account.burn_rate_per_hour, until - self._anchor)
             account.settled = _after(account.settled, spent)
-            account.ledger[day] = account.ledger.get(day, DaySpend()) + spent
+            account.book(day, self._anchor.astimezone(account.zone).date(), spent)
         self._anchor = until
 
     def _apply_due(self, until: datetime) -> None:
@@ -466,9 +517,36 @@ class Simulation:
             case "set_status":
                 assert action.status is not None
                 account.status = action.status
+            case "issue_credit" | "expire_credit":
+                self._apply_credit(account, action, at)
+            case "hide_account" | "show_account":
+                account.hidden = action.action == "hide_account"
+            case "revoke_access":
+                self._revoked.add(account.bc_id)
+            case "restore_access":
+                self._revoked.discard(account.bc_id)
         applied = AppliedEvent(at=at, action=action)
         self.applied.append(applied)
         return applied
+
+    def _apply_credit(self, account: Account, action: EventAction, at: datetime) -> None:
+        """Issue a declared credit into the grant balance, or forfeit what is left of it."""
+        assert action.credit_id is not None
+        balances = account.settled
+        if action.action == "issue_credit":
+            credit = self._scenario.credit(action.credit_id)
+            balances.grant += credit.amount
+            account.credits[credit.id] = credit.amount
+            account.credit_expiry[credit.id] = credit.valid_to
+            self._record(account, "PROMOTION_ISSUED", credit.amount, at)
+            return
+        left = account.credits.pop(action.credit_id, _ZERO)
+        account.credit_expiry.pop(action.credit_id, None)
+        # Whole cents, like every booked amount.
+        forfeited = _floor_cents(min(left, balances.valid_grant))
+        balances.grant -= forfeited
+        if forfeited > 0:
+            self._record(account, "PROMOTION_EXPIRED", forfeited, at)
 
     def _record(
         self, account: Account, kind: TransactionType, amount: Decimal, at: datetime

@@ -1,0 +1,97 @@
+"""Burn rates: how fast an account spends, from daily figures refined by intraday balances.
+
+``rate`` blends two estimates, weighting each by the time it covers:
+
+- the average of the last ``burn_days`` complete days (days before today; leading days
+  without any spend are skipped, so a new account is not averaged down by days before it
+  started), weight = number of days used;
+- the intraday rate: the drops of a balance over the trailing 24 h of observations (rises are
+  top-ups, not spend; an interval in which credit expired is left out, as a forfeit is not
+  spend), per day, weight = the span it covers, in days (at most 1).
+
+``rate = (daily_average * days + intraday * span) / (days + span)``; None if neither exists.
+
+Usage::
+
+    per_day = rate(daily={date(2026, 11, 1): Decimal("240")}, points=[(t0, 450), (t1, 430)],
+                   today=date(2026, 11, 2), burn_days=3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+__all__ = ["INTRADAY_WINDOW", "daily_average", "intraday", "rate", "seconds"]
+
+INTRADAY_WINDOW = timedelta(hours=24)
+_DAY = Decimal(86_400)
+
+
+def seconds(span: timedelta) -> Decimal:
+    """A timedelta as exact seconds (``total_seconds`` would be a float)."""
+    return Decimal(span.days * 86_400 + span.seconds) + Decimal(span.microseconds).scaleb(-6)
+
+
+def daily_average(
+    daily: Mapping[date, Decimal], today: date, burn_days: int
+) -> tuple[Decimal, int] | None:
+    """The mean of the last ``burn_days`` complete days with data, and how many were used."""
+    spent_days = sorted(day for day, amount in daily.items() if day < today and amount > 0)
+    if not spent_days:
+        return None
+    first = spent_days[0]
+    days = [today - timedelta(days=back) for back in range(1, burn_days + 1)]
+    used = [daily[day] for day in days if day >= first and day in daily]
+    if not used:
+        return None
+    return sum(used, Decimal(0)) / len(used), len(used)
+
+
+def intraday(
+    points: Sequence[tuple[datetime, Decimal]], skip: Sequence[datetime] = ()
+) -> tuple[Decimal, Decimal] | None:
+    """(rate per day, span in days up to 1) from balance drops over the trailing 24 h.
+
+    Intervals that contain an instant of ``skip`` (credit expiries) are left out entirely.
+    """
+    if len(points) < 2:
+        return None
+    latest = points[-1][0]
+    window = [(at, amount) for at, amount in points if at >= latest - INTRADAY_WINDOW]
+    span_s = Decimal(0)
+    drops = Decimal(0)
+    for (start, before), (end, after) in pairwise(window):
+        if any(start < instant <= end for instant in skip):
+            continue
+        span_s += seconds(end - start)
+        drops += max(before - after, Decimal(0))
+    if span_s <= 0:
+        return None
+    span = span_s / _DAY
+    return drops / span, min(span, Decimal(1))
+
+
+def rate(
+    daily: Mapping[date, Decimal],
+    points: Sequence[tuple[datetime, Decimal]],
+    today: date,
+    burn_days: int,
+    skip: Sequence[datetime] = (),
+) -> Decimal | None:
+    """Spend per day, blended from complete days and intraday drops; None if unknown."""
+    average = daily_average(daily, today, burn_days)
+    recent = intraday(points, skip)
+    weight = Decimal(0)
+    total = Decimal(0)
+    if average is not None:
+        total += average[0] * average[1]
+        weight += average[1]
+    if recent is not None:
+        total += recent[0] * recent[1]
+        weight += recent[1]
+    if weight == 0:
+        return None
+    return total / weight

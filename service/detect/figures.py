@@ -1,0 +1,107 @@
+"""Figures several rules read from an account's state: spend by day, burn rates, credit estimates.
+
+Spend by day comes from ``bc_cost`` (UTC days) when the account has any, else from the
+``report`` source (the account's own days): two views of one spend, never added together.
+
+Usage::
+
+    per_day = grant_burn(state, settings)               # ad credit spent per day, or None
+    entries, left = credit_estimates(state, ledger)     # live credits and their unused estimate
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from config.settings import DetectSettings
+from service.detect import burn
+from service.detect.state import AccountState
+from service.ledger import AccountLedger, Entry, allocate, ledger_entries, unused
+from workers.snapshots import PROMOTION_EXPIRED
+
+__all__ = [
+    "cash_burn",
+    "credit_estimates",
+    "expiries",
+    "grant_burn",
+    "read_times",
+    "spend_days",
+    "today",
+    "total_burn",
+]
+
+Part = Literal["cash", "grant", "total"]
+
+
+def today(state: AccountState) -> date:
+    assert state.now is not None
+    return state.now.astimezone(UTC).date()
+
+
+def spend_days(state: AccountState, part: Part) -> dict[date, Decimal]:
+    """One part of the spend per day, from the preferred source."""
+    days = state.spend.get("bc_cost") or state.spend.get("report") or {}
+    return {day: getattr(figure, part) for day, figure in days.items()}
+
+
+def expiries(state: AccountState, ledger: AccountLedger) -> list[datetime]:
+    """Instants at which credit expired (or will): balance drops there are forfeits."""
+    instants = [credit.valid_to for credit in ledger.credits]
+    instants += [
+        record.create_time
+        for record in state.transactions.values()
+        if record.transaction_type == PROMOTION_EXPIRED
+    ]
+    return instants
+
+
+def read_times(state: AccountState) -> dict[date, datetime]:
+    """When each day's figure (of the preferred source) was read."""
+    days = state.spend.get("bc_cost") or state.spend.get("report") or {}
+    return {day: figure.observed_at for day, figure in days.items()}
+
+
+def grant_burn(
+    state: AccountState, settings: DetectSettings, ledger: AccountLedger
+) -> Decimal | None:
+    """Ad credit spent per day: daily grant spend refined by drops of the grant balance."""
+    points = [(p.at, p.grant) for p in state.history]
+    return burn.rate(
+        spend_days(state, "grant"),
+        points,
+        today(state),
+        settings.burn_days,
+        expiries(state, ledger),
+    )
+
+
+def cash_burn(state: AccountState, settings: DetectSettings) -> Decimal | None:
+    """Cash spent per day: daily cash spend refined by drops of the cash balance."""
+    points = [(p.at, p.cash) for p in state.history]
+    return burn.rate(spend_days(state, "cash"), points, today(state), settings.burn_days)
+
+
+def total_burn(
+    state: AccountState, settings: DetectSettings, ledger: AccountLedger
+) -> Decimal | None:
+    """All spend per day: what cash will have to pay once the credit is gone."""
+    points = [(p.at, p.grant + p.cash) for p in state.history]
+    return burn.rate(
+        spend_days(state, "total"),
+        points,
+        today(state),
+        settings.burn_days,
+        expiries(state, ledger),
+    )
+
+
+def credit_estimates(
+    state: AccountState, ledger: AccountLedger
+) -> tuple[list[Entry], dict[str, Decimal]]:
+    """Every ledger entry, and the reconciled unused estimate of each live one."""
+    assert state.now is not None
+    entries = ledger_entries(ledger, state.transactions)
+    used = allocate(entries, spend_days(state, "grant"), read_times(state))
+    return entries, unused(entries, used, grant_balance=state.grant, at=state.now)

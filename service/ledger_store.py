@@ -1,0 +1,99 @@
+"""Where the detectors get an advertiser's declared ledger: the config, and Redis on top.
+
+``ConfigLedger`` serves ``credits:`` / ``ladder_programs:`` from the settings. ``RedisLedger``
+adds entries kept in Redis (one hash per advertiser, ``<prefix>:ledger:<advertiser_id>``,
+fields ``credit:<id>`` / ``program:<id>`` holding JSON), which win over the config's by id:
+the HTTP API of a later release edits those. Undeclared entries (issued credit nobody
+declared) are not here: they live in each account's detector state, committed with the
+transaction that revealed them.
+
+Usage::
+
+    store = RedisLedger(redis, settings.streams, ConfigLedger(settings.credits,
+                                                             settings.ladder_programs))
+    ledger = await store.for_advertiser("7100000000001")
+    await store.put_credit(credit)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from config.ledger import Credit, LadderProgram
+from config.settings import StreamSettings
+from service.ledger import AccountLedger
+
+__all__ = ["ConfigLedger", "LedgerStore", "RedisLedger"]
+
+log = structlog.get_logger(__name__)
+
+
+class LedgerStore(Protocol):
+    async def for_advertiser(self, advertiser_id: str) -> AccountLedger: ...
+
+
+class ConfigLedger:
+    """The ledger declared in the settings, indexed by advertiser."""
+
+    def __init__(self, credits: Iterable[Credit], programs: Iterable[LadderProgram]) -> None:
+        self._credits: dict[str, list[Credit]] = {}
+        self._programs: dict[str, list[LadderProgram]] = {}
+        for credit in credits:
+            self._credits.setdefault(credit.advertiser_id, []).append(credit)
+        for program in programs:
+            self._programs.setdefault(program.advertiser_id, []).append(program)
+
+    async def for_advertiser(self, advertiser_id: str) -> AccountLedger:
+        return AccountLedger(
+            credits=tuple(self._credits.get(advertiser_id, ())),
+            programs=tuple(self._programs.get(advertiser_id, ())),
+        )
+
+
+class RedisLedger:
+    """Ledger entries saved in Redis, over a base ledger (the config's)."""
+
+    def __init__(self, redis: Redis, streams: StreamSettings, base: LedgerStore) -> None:
+        self._redis = redis
+        self._streams = streams
+        self._base = base
+
+    def key(self, advertiser_id: str) -> str:
+        return self._streams.key("ledger", advertiser_id)
+
+    async def put_credit(self, credit: Credit) -> None:
+        await self._redis.hset(
+            self.key(credit.advertiser_id), f"credit:{credit.id}", credit.model_dump_json()
+        )
+
+    async def put_program(self, program: LadderProgram) -> None:
+        await self._redis.hset(
+            self.key(program.advertiser_id), f"program:{program.id}", program.model_dump_json()
+        )
+
+    async def delete(self, advertiser_id: str, kind: str, entry_id: str) -> bool:
+        """Remove a saved ``credit`` or ``program``; config entries cannot be deleted here."""
+        return bool(await self._redis.hdel(self.key(advertiser_id), f"{kind}:{entry_id}"))
+
+    async def for_advertiser(self, advertiser_id: str) -> AccountLedger:
+        base = await self._base.for_advertiser(advertiser_id)
+        saved = await self._redis.hgetall(self.key(advertiser_id))
+        credits = {credit.id: credit for credit in base.credits}
+        programs = {program.id: program for program in base.programs}
+        for field, raw in saved.items():
+            name = field.decode() if isinstance(field, bytes) else field
+            kind, _, entry_id = name.partition(":")
+            try:
+                if kind == "credit":
+                    credits[entry_id] = Credit.model_validate_json(raw)
+                elif kind == "program":
+                    programs[entry_id] = LadderProgram.model_validate_json(raw)
+            except ValidationError:
+                # One bad entry must not blind the detectors to the rest of the ledger.
+                log.error("ledger.entry_corrupt", advertiser_id=advertiser_id, field=name)
+        return AccountLedger(credits=tuple(credits.values()), programs=tuple(programs.values()))

@@ -1,0 +1,398 @@
+"""Every credit-lifecycle alert kind through the real path, one scenario test per kind.
+
+Sandbox API (real HTTP, paused clock moved by the test) → pollers of every source → Redis
+snapshot stream → detectors (state in Redis) → alerts stream → notifier → a local webhook
+receiver that verifies every signature. The story runs once for the module (about 10 s);
+each test then checks one kind: it fired once with the right values, resolved when it
+should, and the healthy account got nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from config.settings import (
+    DetectSettings,
+    NotifySettings,
+    PollSettings,
+    Settings,
+    StreamSettings,
+    TikTokSettings,
+    WebhookSubscriber,
+)
+from service.detect.state import AccountState, StateStore
+from service.roles import poller_role, service_role
+from service.streams import NOTIFIERS
+from tests.receiver import SECRET, WebhookSink
+from tests.streams import drained
+from tests.waiting import eventually
+from workers.sandbox import SandboxServer, parse_scenario
+
+TOKEN = "lifecycle-token-8c1d"
+BC, AUTH_BC = "7000000000001", "7000000000002"
+HEALTHY, DRAIN, EXPIRE, FROZEN = "7100000000010", "7100000000011", "7100000000012", "7100000000013"
+LADDER, DISCOUNT, MISMATCH, STALE = (
+    "7100000000014",
+    "7100000000015",
+    "7100000000016",
+    "7100000000017",
+)
+AUTH = "7100000000018"
+HOUR = 3600
+STEP_H = 2
+END_H = 40
+
+SCENARIO = f"""
+start: 2026-11-01T00:00:00Z
+speed: 0
+access_token: {TOKEN}
+qps_limit: 500
+business_centers:
+  - bc_id: "{BC}"
+    name: Lifecycle Agency
+    currency: USD
+    advertisers:
+      - {{advertiser_id: "{HEALTHY}", name: Healthy Store, cash_balance: "5000.00",
+          grant_balance: "5000.00", burn_rate_per_hour: "1.00"}}
+      - {{advertiser_id: "{DRAIN}", name: Draining Shop, cash_balance: "100.00",
+          grant_balance: "100.00", burn_rate_per_hour: "10.00"}}
+      - {{advertiser_id: "{EXPIRE}", name: Expiring Goods, cash_balance: "1000.00",
+          burn_rate_per_hour: "2.00"}}
+      - {{advertiser_id: "{FROZEN}", name: Held Studio, cash_balance: "1000.00",
+          grant_balance: "1000.00", burn_rate_per_hour: "1.00"}}
+      - {{advertiser_id: "{LADDER}", name: Ladder Co, cash_balance: "5000.00",
+          burn_rate_per_hour: "10.00"}}
+      - {{advertiser_id: "{DISCOUNT}", name: Discount Deals, cash_balance: "5000.00",
+          burn_rate_per_hour: "20.00"}}
+      - {{advertiser_id: "{MISMATCH}", name: Mismatch GmbH, cash_balance: "5000.00",
+          grant_balance: "50.00", burn_rate_per_hour: "5.00"}}
+      - {{advertiser_id: "{STALE}", name: Gone Account, cash_balance: "1000.00",
+          grant_balance: "1000.00", burn_rate_per_hour: "1.00"}}
+  - bc_id: "{AUTH_BC}"
+    name: Other Agency
+    currency: USD
+    advertisers:
+      - {{advertiser_id: "{AUTH}", name: Other Shop, cash_balance: "1000.00",
+          grant_balance: "1000.00", burn_rate_per_hour: "1.00"}}
+ledger:
+  credits:
+    - {{id: c-exp, advertiser_id: "{EXPIRE}", name: Welcome, type: free, amount: "200.00",
+        currency: USD, valid_from: 2026-11-01T00:00:00Z, valid_to: 2026-11-02T06:00:00Z}}
+    - {{id: c-long, advertiser_id: "{EXPIRE}", type: assignable, amount: "100.00",
+        currency: USD, valid_from: 2026-11-01T00:00:00Z, valid_to: 2027-01-01T00:00:00Z}}
+    - {{id: d-10, advertiser_id: "{DISCOUNT}", type: discount, currency: USD,
+        discount: {{percent: "10", cap: "20.00"}},
+        valid_from: 2026-11-01T00:00:00Z, valid_to: 2026-11-02T00:00:00Z}}
+    - {{id: c-mis, advertiser_id: "{MISMATCH}", type: conditional, amount: "100.00",
+        currency: USD, valid_from: 2026-11-01T00:00:00Z, valid_to: 2026-12-31T00:00:00Z}}
+  ladder_programs:
+    - id: ladder-1
+      advertiser_id: "{LADDER}"
+      currency: USD
+      window_start: 2026-11-01T00:00:00Z
+      window_end: 2026-11-02T12:00:00Z
+      tiers: [{{threshold: "100.00", reward: "10.00"}}, {{threshold: "1000.00", reward: "100.00"}}]
+"""
+
+# (hour, advertiser, action, extra): applied when the story reaches that hour.
+EVENTS: list[tuple[int, str, str, dict[str, Any]]] = [
+    (2, FROZEN, "freeze_grant", {"amount": "300.00"}),
+    (8, FROZEN, "unfreeze_grant", {}),
+    (14, DRAIN, "grant_topup", {"amount": "1000.00"}),
+]
+ACCOUNTS = (HEALTHY, DRAIN, EXPIRE, FROZEN, LADDER, DISCOUNT, MISMATCH, STALE, AUTH)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@dataclass
+class Story:
+    payloads: list[dict[str, Any]]
+    verified: bool
+
+    def of(self, kind: str, advertiser_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.payloads
+            if p["type"] == kind
+            and (advertiser_id is None or p["data"]["advertiser_id"] == advertiser_id)
+        ]
+
+    def statuses(self, kind: str, advertiser_id: str | None = None) -> list[str]:
+        return [p["data"]["status"] for p in self.of(kind, advertiser_id)]
+
+
+def _settings(redis_url: str, tmp: Path, sandbox: SandboxServer, sink: WebhookSink) -> Settings:
+    ledger = sandbox.sandbox.scenario.ledger
+    return Settings(
+        credits=ledger.credits,
+        ladder_programs=ledger.ladder_programs,
+        redis_url=redis_url,
+        data_dir=tmp,
+        streams=StreamSettings(
+            prefix=f"cwlife-{uuid.uuid4().hex[:10]}", consumer="life-1", reclaim_idle_ms=500
+        ),
+        tiktok=TikTokSettings(
+            base_url=sandbox.base_url,
+            access_token=SecretStr(TOKEN),
+            bc_ids=[BC, AUTH_BC],
+            qps=200,
+        ),
+        poll=PollSettings(
+            balance_interval_s=0.1,
+            spend_interval_s=0.15,
+            transaction_interval_s=0.15,
+            report_interval_s=0.3,
+            bc_balance_interval_s=0.3,
+            spend_lookback_days=2,
+        ),
+        # Stale after 20 balance intervals (2 s of silence); mismatches reported after 6 h.
+        detect=DetectSettings(stale_intervals=20, reconcile_after_h=6),
+        notify=NotifySettings(
+            console=False,
+            webhooks=[WebhookSubscriber(name="life", url=sink.url, secret=SecretStr(SECRET))],
+        ),
+    )
+
+
+async def _admin(sandbox: SandboxServer, path: str, body: dict[str, Any]) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{sandbox.admin_url}{path}", json=body)
+        response.raise_for_status()
+
+
+async def _settle(
+    redis: Redis, settings: Settings, sink: WebhookSink, sim_time: datetime, skip: str = ""
+) -> None:
+    """Until every account's balance and spend as of ``sim_time`` are applied, and what
+    they caused is delivered."""
+    store = StateStore(redis, None, settings.streams, AccountState, "state")  # type: ignore[arg-type]
+    accounts = [a for a in ACCOUNTS if a != skip]
+
+    async def caught_up() -> bool:
+        for advertiser_id in accounts:
+            state = await store.load(advertiser_id)
+            if state is None or state.last_observed_at is None:
+                return False
+            costs = state.spend.get("bc_cost", {})
+            if state.last_observed_at < sim_time or not costs:
+                return False
+            if max(f.observed_at for f in costs.values()) < sim_time:
+                return False
+        return True
+
+    await eventually(caught_up, within=20)
+    await eventually(lambda: drained(redis, settings.streams.alerts, NOTIFIERS), within=20)
+    count = -1
+    while count != len(sink.received):
+        count = len(sink.received)
+        await asyncio.sleep(0.1)
+
+
+async def _run_story(redis_url: str, tmp: Path) -> Story:
+    async with SandboxServer(parse_scenario(SCENARIO)) as sandbox, WebhookSink() as sink:
+        settings = _settings(redis_url, tmp, sandbox, sink)
+        redis = Redis.from_url(redis_url)
+        try:
+            async with service_role(settings, redis_url), poller_role(settings, redis_url):
+                await _settle(redis, settings, sink, START)
+                for hour in range(STEP_H, END_H + 1, STEP_H):
+                    await _admin(sandbox, "/clock/advance", {"seconds": STEP_H * HOUR})
+                    for at, advertiser_id, action, extra in EVENTS:
+                        if at == hour:
+                            body = {"advertiser_id": advertiser_id, "action": action, **extra}
+                            await _admin(sandbox, "/events", body)
+                            await _admin(sandbox, "/clock/advance", {"seconds": 1})
+                    if hour == 16:
+                        await _stale_episode(sandbox, sink)
+                    if hour == 18:
+                        await _auth_episode(sandbox, sink)
+                    await _settle(redis, settings, sink, START + timedelta(hours=hour))
+        finally:
+            keys = [k async for k in redis.scan_iter(match=f"{settings.streams.prefix}:*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.aclose()
+        return Story(payloads=sink.payloads(), verified=all(r.verified for r in sink.received))
+
+
+async def _stale_episode(sandbox: SandboxServer, sink: WebhookSink) -> None:
+    """The account drops out of the listings long enough (wall time) to go stale."""
+    await _admin(sandbox, "/events", {"advertiser_id": STALE, "action": "hide_account"})
+    await eventually(lambda: _has(sink, "data.stale", "firing"), within=15)
+    await _admin(sandbox, "/events", {"advertiser_id": STALE, "action": "show_account"})
+    await _admin(sandbox, "/clock/advance", {"seconds": 60})
+
+
+async def _auth_episode(sandbox: SandboxServer, sink: WebhookSink) -> None:
+    await _admin(sandbox, "/events", {"advertiser_id": AUTH, "action": "revoke_access"})
+    await eventually(lambda: _has(sink, "source.auth_failed", "firing"), within=15)
+    await _admin(sandbox, "/events", {"advertiser_id": AUTH, "action": "restore_access"})
+    await _admin(sandbox, "/clock/advance", {"seconds": 60})
+    try:
+        await eventually(lambda: _has(sink, "source.auth_failed", "resolved"), within=15)
+    except AssertionError:
+        import redis as _r
+        c = _r.Redis()
+        for k in c.scan_iter(match="cwlife-*:bcstate:*"):
+            print("DEBUG", k, c.get(k))
+        raise
+
+
+async def _has(sink: WebhookSink, kind: str, status: str) -> bool:
+    return any(p["type"] == kind and p["data"]["status"] == status for p in sink.payloads())
+
+
+@pytest.fixture(scope="module")
+def story(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+    yield asyncio.run(_run_story(redis_url, tmp_path_factory.mktemp("lifecycle")))
+
+
+def values(payload: dict[str, Any]) -> dict[str, str]:
+    return dict(payload["data"]["values"])
+
+
+def about(text: str, expected: str) -> bool:
+    """Equal to the cent, give or take one: each event nudges the paused clock by 1 s."""
+    return abs(Decimal(text) - Decimal(expected)) <= Decimal("0.02")
+
+
+def once_then_resolved(story: Story, kind: str, advertiser_id: str) -> dict[str, Any]:
+    """The kind fired once and resolved once, with one alert_id; returns the firing."""
+    found = story.of(kind, advertiser_id)
+    assert [p["data"]["status"] for p in found] == ["firing", "resolved"], found
+    assert found[0]["data"]["alert_id"] == found[1]["data"]["alert_id"]
+    assert found[1]["data"]["ends_at"] is not None
+    return found[0]
+
+
+def test_every_delivery_is_signed_and_the_healthy_account_is_quiet(story: Story) -> None:
+    assert story.verified
+    assert story.payloads
+    assert story.of("credit.low", HEALTHY) == []
+    assert [p for p in story.payloads if p["data"]["advertiser_id"] == HEALTHY] == []
+    ids = [(p["data"]["alert_id"], p["data"]["status"]) for p in story.payloads]
+    assert len(ids) == len(set(ids)), "no transition is delivered twice"
+
+
+def test_depletion_forecast(story: Story) -> None:
+    firing = once_then_resolved(story, "credit.depletion_forecast", DRAIN)
+    # 100 at 10/h: seen at 2 h with 80 left at 240/day, it runs out at 10 h.
+    assert about(values(firing)["burn_rate_per_day"], "240.00")
+    assert values(firing)["projected_exhaustion_at"] == "2026-11-01T10:00:00+00:00"
+    assert values(firing)["valid_grant_balance"] == "80.00"
+
+
+def test_credit_expiring_once_per_horizon(story: Story) -> None:
+    found = story.of("credit.expiring", EXPIRE)
+    firing = [p for p in found if p["data"]["status"] == "firing"]
+    # 30 h left at the start: inside 14, 7 and 3 days at once, so one notice (3 d); then 1 d.
+    assert [values(p)["horizon_days"] for p in firing] == ["3", "1"]
+    assert values(firing[0])["unused"] == "200.00"
+    # At 6 h: 12 spent, 188 unused; 24 h more at 48/day leaves 140 to forfeit.
+    assert values(firing[1])["unused"] == "188.00"
+    assert about(values(firing[1])["projected_forfeit"], "140.00")
+    assert values(firing[1])["expires_at"] == "2026-11-02T06:00:00+00:00"
+    resolved = [p for p in found if p["data"]["status"] == "resolved"]
+    assert sorted(p["data"]["alert_id"] for p in resolved) == sorted(
+        p["data"]["alert_id"] for p in firing
+    )
+    assert all(values(p)["reason"] == "expired" for p in resolved)
+
+
+def test_credit_expired(story: Story) -> None:
+    [expired] = story.of("credit.expired", EXPIRE)
+    assert expired["data"]["status"] == "firing"
+    assert about(values(expired)["forfeited"], "140.00")
+    assert values(expired)["credit_id"] == "c-exp"
+
+
+def test_credit_frozen(story: Story) -> None:
+    firing = once_then_resolved(story, "credit.frozen", FROZEN)
+    assert values(firing)["frozen_grant_balance"] == "300.00"
+    assert "appeal" in firing["data"]["summary"]
+
+
+def test_credit_issued(story: Story) -> None:
+    declared = story.of("credit.issued", EXPIRE)
+    assert sorted(values(p)["credit_id"] for p in declared) == ["c-exp", "c-long"]
+    [undeclared] = story.of("credit.issued", DRAIN)
+    assert values(undeclared)["amount"] == "1000.00"
+    assert values(undeclared)["declared"] == "no"
+    assert undeclared["data"]["severity"] == "info"
+
+
+def test_cash_low_after_credit(story: Story) -> None:
+    firing = once_then_resolved(story, "cash.low_after_credit", DRAIN)
+    # Credit gone at 10 h; 100 cash at 240/day lasts 0.42 days.
+    assert values(firing)["runway_days"] == "0.42"
+    assert about(values(firing)["spend_rate_per_day"], "240.00")
+
+
+def test_ladder_tier_reached(story: Story) -> None:
+    [reached] = story.of("ladder.tier_reached", LADDER)
+    assert values(reached)["tier_threshold"] == "100.00"
+    assert about(values(reached)["qualifying_spend"], "100.00")
+
+
+def test_ladder_at_risk(story: Story) -> None:
+    firing = once_then_resolved(story, "ladder.at_risk", LADDER)
+    # At 10 h: 100 of 1000, 26 h left: 900 / (26/24) = 830.77 a day needed; 240 a day spent.
+    assert about(values(firing)["qualifying_spend"], "100.00")
+    assert values(firing)["next_tier_threshold"] == "1000.00"
+    assert about(values(firing)["required_daily_spend"], "830.77")
+    assert about(values(firing)["current_daily_spend"], "240.00")
+    assert values(firing)["window_ends_at"] == "2026-11-02T12:00:00+00:00"
+
+
+def test_ladder_window_closing(story: Story) -> None:
+    found = story.of("ladder.window_closing", LADDER)
+    # The whole 36 h window is within the last 48 h: closing for tier 100 from the start,
+    # ended by reaching it; then closing for tier 1000 until the window ends.
+    assert [p["data"]["status"] for p in found] == ["firing", "resolved", "firing", "resolved"]
+    assert [values(p)["next_tier_threshold"] for p in found if p["data"]["status"] == "firing"] == [
+        "100.00",
+        "1000.00",
+    ]
+
+
+def test_discount_cap_near_and_reached(story: Story) -> None:
+    near = once_then_resolved(story, "discount.cap_near", DISCOUNT)
+    assert values(near)["discount_used"] == "16.00"
+    reached = once_then_resolved(story, "discount.cap_reached", DISCOUNT)
+    assert values(reached)["discount_used"] == "20.00"
+    assert values(reached)["cap"] == "20.00"
+
+
+def test_reconcile_mismatch(story: Story) -> None:
+    firing = once_then_resolved(story, "reconcile.mismatch", MISMATCH)
+    # 50 of undeclared credit on top of the declared 100.
+    assert values(firing)["difference"] == "50.00"
+
+
+def test_data_stale(story: Story) -> None:
+    once_then_resolved(story, "data.stale", STALE)
+    assert story.of("data.stale", HEALTHY) == []
+
+
+def test_source_auth_failed(story: Story) -> None:
+    found = story.of("source.auth_failed")
+    assert [p["data"]["status"] for p in found] == ["firing", "resolved"]
+    assert {p["data"]["bc_id"] for p in found} == {AUTH_BC}
+
+
+def test_low_and_exhausted_still_work(story: Story) -> None:
+    assert story.statuses("credit.low", DRAIN) == ["firing", "resolved"]
+    assert story.statuses("credit.exhausted", DRAIN) == ["firing", "resolved"]
+    assert Decimal(values(story.of("credit.exhausted", DRAIN)[0])["valid_grant_balance"]) == 0

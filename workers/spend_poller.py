@@ -1,0 +1,151 @@
+"""Spend pollers: daily spend per advertiser, split cash vs ad credit, from two sources.
+
+``CostPoller`` reads ``/bc/account/cost/get/`` one UTC day at a time over the trailing
+``poll.spend_lookback_days`` (figures lag and are revised, so every poll re-reads them);
+``ReportPoller`` reads ``/report/integrated/get/`` (``cash_spend`` / ``voucher_spend``, metric
+values as strings) per advertiser, in the account's own dates. Both publish one
+``daily_spend`` snapshot per (advertiser, day); the detectors keep the newest figure of each
+day, replacing, never adding.
+
+Usage::
+
+    CostPoller(client, publisher, reject=dead_letters.put, lookback_days=7)
+    ReportPoller(client, publisher, reject=dead_letters.put, lookback_days=7)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workers.poller import Clock, Publisher, Reject, SourcePoller
+from workers.snapshots import DailySpendSnapshot, Snapshot
+from workers.tiktok import reply_time
+
+__all__ = ["CostPoller", "ReportPoller", "api_now"]
+
+
+class ServerClock(Protocol):
+    async def bc_balance(self, bc_id: str) -> dict[str, Any]: ...
+
+
+async def api_now(api: ServerClock, bc_id: str) -> datetime:
+    """The API's current time (which days are "today" there): one cheap call's ``Date``."""
+    await api.bc_balance(bc_id)
+    return reply_time()
+
+
+class CostSource(ServerClock, Protocol):
+    async def account_costs(self, bc_id: str, day: date) -> list[dict[str, Any]]: ...
+
+
+class CostPoller(SourcePoller):
+    """Business-center spend per account and UTC day (``cash_amount`` / ``grant_amount``)."""
+
+    source = "bc_cost"
+
+    def __init__(
+        self,
+        api: CostSource,
+        publisher: Publisher,
+        *,
+        reject: Reject,
+        lookback_days: int = 7,
+        clock: Clock = reply_time,
+    ) -> None:
+        super().__init__(publisher, reject=reject, clock=clock)
+        self._api = api
+        self._lookback_days = lookback_days
+
+    async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
+        today = (await api_now(self._api, bc_id)).astimezone(UTC).date()
+        snapshots: list[Snapshot] = []
+        rejected = 0
+        for back in range(self._lookback_days):
+            day = today - timedelta(days=back)
+            rows = await self._api.account_costs(bc_id, day)
+            observed_at = self._clock()
+            valid, bad = await self.validated(
+                rows,
+                lambda row, day=day, at=observed_at: DailySpendSnapshot.from_cost_row(  # type: ignore[misc]
+                    row, bc_id=bc_id, day=day, observed_at=at
+                ),
+                lambda row, day=day: f"{row.get('advertiser_id', '?')}:{day}",  # type: ignore[misc]
+                bc_id=bc_id,
+            )
+            snapshots.extend(valid)
+            rejected += bad
+        return snapshots, rejected
+
+
+class ReportSource(Protocol):
+    async def advertiser_balances(self, bc_id: str) -> list[dict[str, Any]]: ...
+
+    async def report_spend(
+        self, advertiser_id: str, start: date, end: date, *, by_campaign: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+
+def _local_today(now: datetime, zone: Any) -> date:
+    try:
+        return now.astimezone(ZoneInfo(str(zone or "UTC"))).date()
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        return now.astimezone(UTC).date()
+
+
+class ReportPoller(SourcePoller):
+    """Advertiser-level report spend by day, for every ad account of a business center.
+
+    The report has no currency or name, so the accounts (and those) come from the balance
+    listing first: one extra paged call per poll.
+    """
+
+    source = "report"
+
+    def __init__(
+        self,
+        api: ReportSource,
+        publisher: Publisher,
+        *,
+        reject: Reject,
+        lookback_days: int = 7,
+        clock: Clock = reply_time,
+    ) -> None:
+        super().__init__(publisher, reject=reject, clock=clock)
+        self._api = api
+        self._lookback_days = lookback_days
+
+    async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
+        accounts = await self._api.advertiser_balances(bc_id)
+        now = reply_time()
+        snapshots: list[Snapshot] = []
+        rejected = 0
+        for account in accounts:
+            advertiser_id = account.get("advertiser_id")
+            currency = account.get("currency")
+            if not isinstance(advertiser_id, str) or not isinstance(currency, str):
+                continue  # the balance poller dead-letters such rows already
+            end = _local_today(now, account.get("timezone"))
+            start = end - timedelta(days=self._lookback_days - 1)
+            rows = await self._api.report_spend(advertiser_id, start, end)
+            observed_at = self._clock()
+            name = str(account.get("advertiser_name") or "")
+            valid, bad = await self.validated(
+                rows,
+                lambda row, at=observed_at, cur=currency, nm=name: (  # type: ignore[misc]
+                    DailySpendSnapshot.from_report_row(
+                        row, bc_id=bc_id, advertiser_name=nm, currency=cur, observed_at=at
+                    )
+                ),
+                lambda row, adv=advertiser_id: f"{adv}:{_row_day(row)}",  # type: ignore[misc]
+                bc_id=bc_id,
+            )
+            snapshots.extend(valid)
+            rejected += bad
+        return snapshots, rejected
+
+
+def _row_day(row: dict[str, Any]) -> str:
+    dimensions = row.get("dimensions")
+    return str(dimensions.get("stat_time_day", "?"))[:10] if isinstance(dimensions, dict) else "?"
