@@ -26,12 +26,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import structlog
-from faststream.redis import RedisBroker
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from service.alerts import AlertTransition
+from service.connections import RedisTarget, connect
 from service.deliver.commands import CommandError, add_subcommands, run_command
 from service.embedded_redis import EmbeddedRedis
 from service.logs import configure_logging
@@ -146,8 +145,7 @@ NOTIFY_COMMANDS = frozenset({"deliveries", "silence", "receivers"})
 async def _notify_command(settings: Settings, args: argparse.Namespace) -> int:
     """``deliveries``, ``silence``, ``receivers``: they act on the state in Redis."""
     async with _redis_url(settings) as url:
-        redis = Redis.from_url(url)
-        broker = RedisBroker(url)
+        redis, broker = connect(url)
 
         async def publish(transition: AlertTransition) -> None:
             await broker.connect()
@@ -194,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
+        if settings.redis_url:
+            try:
+                RedisTarget.parse(settings.redis_url)
+            except ValueError as error:
+                raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {error}") from None
         if args.command in {"run", "poller"}:
             settings.require_api_access()
     except SettingsError as error:

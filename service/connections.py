@@ -25,7 +25,7 @@ from faststream.redis.broker.sentinel_broker import RedisSentinelBroker
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 
-__all__ = ["SENTINEL_SCHEME", "RedisTarget"]
+__all__ = ["SENTINEL_SCHEME", "RedisTarget", "connect"]
 
 SENTINEL_SCHEME = "redis+sentinel"
 _DEFAULT_SENTINEL_PORT = 26379
@@ -99,3 +99,13 @@ def _host_port(node: str) -> tuple[str, int]:
     if not port.isdigit():
         raise ValueError(f"not a host:port: {node!r}")
     return host.strip("[]"), int(port)
+
+
+def connect(url: str) -> tuple[Redis, RedisBroker]:
+    """A redis-py client and a FastStream broker on the same Redis.
+
+    FastStream logs every message at INFO through a handler of its own: route it through a
+    standard logger instead (warnings and up reach stderr) and demote message logs to DEBUG.
+    """
+    target = RedisTarget.parse(url)
+    return target.client(), target.broker(logger=logging.getLogger("creditwatch.faststream"))

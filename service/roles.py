@@ -11,7 +11,6 @@ Usage::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TextIO
@@ -23,6 +22,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, StreamSettings
 from service.alerts import AlertTransition
+from service.connections import connect
 from service.deadletter import DeadLetters
 from service.deliver.pipeline import NotifyPipeline, build_receivers
 from service.detect.consumer import Detector
@@ -31,8 +31,9 @@ from service.detect.state import AccountState, CenterState, StateStore
 from service.http.poll_recorder import PollRecorder
 from service.http.serve import api_context, serve_api
 from service.ledger_store import ConfigLedger, RedisLedger
-from service.streams import DETECTORS, NOTIFIERS, consume, ensure_group
+from service.streams import DETECTORS, NOTIFIERS, GroupKeeper, consume, ensure_group
 from workers.bc_balance_poller import BcBalancePoller
+from workers.claims import TickClaims
 from workers.poll_marks import PollMarks
 from workers.poller import BalancePoller, SourcePoller, schedule
 from workers.publish import SnapshotPublisher
@@ -44,14 +45,6 @@ from workers.transaction_poller import TransactionPoller
 __all__ = ["build_receivers", "poller_role", "service_role"]
 
 log = structlog.get_logger(__name__)
-
-
-def _broker(redis_url: str) -> RedisBroker:
-    # FastStream logs every message at INFO, and its own handler bypasses ours: route it
-    # through a standard logger (warnings and up reach stderr) and demote message logs.
-    return RedisBroker(
-        redis_url, logger=logging.getLogger("creditwatch.faststream"), log_level=logging.DEBUG
-    )
 
 
 def _announcer(
@@ -103,8 +96,7 @@ async def service_role(
     """Detectors on the snapshot stream and notifiers on the alerts stream, until exit;
     and the HTTP app (status page, API, metrics) when ``api.enabled``."""
     streams = settings.streams
-    redis = Redis.from_url(redis_url)
-    broker = _broker(redis_url)
+    redis, broker = connect(redis_url)
     http = httpx.AsyncClient()
     try:
         await ensure_group(redis, streams.snapshots, DETECTORS)
@@ -134,10 +126,17 @@ async def service_role(
                 reclaim_idle_ms=streams.reclaim_idle_ms,
             )
         api = api_context(settings, redis, broker, subscribers, http)
+        keeper = GroupKeeper(
+            redis, [(streams.snapshots, DETECTORS), (streams.alerts, NOTIFIERS)], subscribers
+        )
         await broker.start()
-        async with watch, pipeline, serve_api(api, on_listening=on_listening):
-            log.info("service.started", consumer=streams.consumer)
-            yield broker
+        keeper.start()
+        try:
+            async with watch, pipeline, serve_api(api, on_listening=on_listening):
+                log.info("service.started", consumer=streams.consumer)
+                yield broker
+        finally:
+            await keeper.stop()
     finally:
         await broker.stop()
         await http.aclose()
@@ -151,12 +150,13 @@ async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[
     Sources: balances, daily spend (cost and report), credit transactions, the BC balance;
     all share one client, so one QPS budget.
     """
-    redis = Redis.from_url(redis_url)
-    broker = _broker(redis_url)
+    redis, broker = connect(redis_url)
     poll = settings.poll
+    tiktok = settings.tiktok
+    budget = QpsBudget(tiktok.qps, margin_s=tiktok.qps_margin_s)
     try:
         await broker.connect()
-        async with TikTokClient(settings.tiktok, budget=QpsBudget(settings.tiktok.qps)) as api:
+        async with TikTokClient(tiktok, budget=budget) as api:
             publisher = SnapshotPublisher(broker, redis, settings.streams)
             reject = DeadLetters(redis, settings.streams).put
             days = poll.spend_lookback_days
@@ -178,7 +178,9 @@ async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[
                 ),
                 (BcBalancePoller(api, publisher, reject=reject), poll.bc_balance_interval_s),
             ]
-            scheduler = schedule(jobs, settings)
+            # Several poller replicas may run: each tick of each job is polled by one of them.
+            claims = TickClaims(redis, settings.streams, owner=settings.streams.consumer)
+            scheduler = schedule(jobs, settings, claims=claims)
             # Each successful poll leaves a mark: /readyz and the data-age metric read them.
             recorder = PollRecorder(PollMarks(redis, settings.streams))
             recorder.attach(scheduler)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -366,7 +365,3 @@ def test_revised_spend_replaces_and_never_double_counts(
     expected = {day: D(amount) for day, (_, amount) in newest.items()}
     assert spend_days(state, "grant") == expected
     assert sum(spend_days(state, "grant").values()) == sum(expected.values())
-
-
-def _values(transition: AlertTransition) -> dict[str, Any]:
-    return dict(transition.values)

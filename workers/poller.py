@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from workers import metrics, wire
+from workers.claims import TickClaims
 from workers.snapshots import AccountBalanceSnapshot, Snapshot, SourceStatusSnapshot
 from workers.tiktok import AuthError, TikTokError, reply_time
 
@@ -218,7 +219,25 @@ class BalancePoller(SourcePoller):
         )
 
 
-def schedule(jobs: Sequence[tuple[SourcePoller, float]], settings: Settings) -> AsyncIOScheduler:
+def _claimed(
+    poller: SourcePoller, interval_s: float, claims: TickClaims
+) -> Callable[[str], Awaitable[PollResult | None]]:
+    """The poll job of one replica among several: it polls only the ticks it claims."""
+
+    async def poll(bc_id: str) -> PollResult | None:
+        if await claims.claim(f"{poller.source}:{bc_id}", interval_s) is None:
+            return None  # another replica has this tick
+        return await poller.poll(bc_id)
+
+    return poll
+
+
+def schedule(
+    jobs: Sequence[tuple[SourcePoller, float]],
+    settings: Settings,
+    *,
+    claims: TickClaims | None = None,
+) -> AsyncIOScheduler:
     """An AsyncIOScheduler with one job per (poller, business center), first runs now.
 
     ``jobs`` pairs each poller with its interval in seconds. ``max_instances=1`` and
@@ -230,7 +249,7 @@ def schedule(jobs: Sequence[tuple[SourcePoller, float]], settings: Settings) -> 
     for poller, interval in jobs:
         for bc_id in settings.tiktok.bc_ids:
             scheduler.add_job(
-                poller.poll,
+                poller.poll if claims is None else _claimed(poller, interval, claims),
                 trigger="interval",
                 seconds=interval,
                 jitter=settings.poll.jitter_s or None,
