@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from config.notify import NotifySettings, WebhookSubscriber
 from config.settings import Settings
 from service.roles import service_role
+from service.streams import read_entries
 from tests.chaos.processes import Role
 from tests.receiver import SECRET, WebhookSink
 from tests.streams import body, entries
@@ -49,9 +50,8 @@ business_centers:
 
 async def balance_times(redis: Redis, stream: str, advertiser_id: str) -> list[float]:
     """When each balance snapshot of the advertiser was written (from the entry ids)."""
-    rows = await redis.xrange(stream)
     times = []
-    for entry_id, fields in rows or []:
+    for entry_id, fields in await read_entries(redis, stream, count=100_000):
         snapshot = parse_snapshot(body(fields))
         if isinstance(snapshot, AccountBalanceSnapshot) and snapshot.advertiser_id == advertiser_id:
             times.append(int(entry_id.split(b"-")[0]) / 1000)
