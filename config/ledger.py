@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -46,8 +47,16 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
+def _plain_date(value: Any) -> Any:
+    """``"2026-11-30"`` (JSON, environment) is a date like YAML's unquoted 2026-11-30."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        return date.fromisoformat(value.strip())
+    return value
+
+
 def _start_of(value: Any) -> Any:
     """A plain date starts at midnight UTC."""
+    value = _plain_date(value)
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value, time(), tzinfo=UTC)
     return value
@@ -55,6 +64,7 @@ def _start_of(value: Any) -> Any:
 
 def _end_of(value: Any) -> Any:
     """A plain date ends at the next midnight UTC: the credit is valid all that day."""
+    value = _plain_date(value)
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value + timedelta(days=1), time(), tzinfo=UTC)
     return value

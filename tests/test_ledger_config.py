@@ -4,6 +4,7 @@ demo scenario's ledger showing every alert kind (in-process, fast)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ async def test_saved_entries_win_over_the_config_and_a_bad_one_is_skipped(
     await store.put_credit(Credit.model_validate({**CREDIT, "amount": "150.00"}))
     await redis_client.hset(store.key("71"), "credit:broken", b"{not json")
     ledger = await store.for_advertiser("71")
-    assert [(c.id, c.amount) for c in ledger.credits] == [("c1", 150)]
+    assert [(c.id, c.amount) for c in ledger.credits] == [("c1", Decimal(150))]
     assert await store.delete("71", "credit", "c1")
     assert [c.amount for c in (await store.for_advertiser("71")).credits] == [100]
 
