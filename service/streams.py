@@ -28,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from service import metrics
 from service.deadletter import DeadLetters
+from workers.publish import DATA_FIELD
 
 __all__ = [
     "DATA_FIELD",
@@ -46,9 +47,6 @@ log = structlog.get_logger(__name__)
 
 DETECTORS = "detectors"
 NOTIFIERS = "notifiers"
-
-# The one field FastStream (and so every writer of our streams) puts the payload in.
-DATA_FIELD = b"__data__"
 
 Handler = Callable[[bytes, str], Awaitable[object]]
 # FastStream's stream subscriber; typed loosely because its class is internal.
