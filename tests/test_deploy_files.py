@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
+from config.settings import load_settings
 from service.cli import _parser
 
 ROOT = Path(__file__).parent.parent
@@ -40,3 +42,11 @@ def test_prometheus_rules_use_metrics_that_exist() -> None:
     defined = set(re.findall(r'"(creditwatch_[a-z_]+?)(?:_total)?"', sources))
     missing = {name.removesuffix("_total") for name in used} - defined
     assert not missing, f"rules use undefined metrics: {missing}"
+
+
+def test_the_compose_service_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mount = next(v for v in compose["services"]["service"]["volumes"] if "creditwatch.yaml" in v)
+    monkeypatch.setenv("CREDITWATCH_CONFIG_FILE", str(ROOT / mount.split(":")[0]))
+    settings = load_settings()
+    assert settings.notify.receiver("mailpit").type == "email"
