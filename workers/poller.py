@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -43,6 +43,7 @@ __all__ = [
     "Publisher",
     "Reject",
     "SourcePoller",
+    "WindowedPoller",
     "schedule",
 ]
 
@@ -217,6 +218,30 @@ class BalancePoller(SourcePoller):
             lambda row: row.get("advertiser_id", "?"),
             bc_id=bc_id,
         )
+
+
+A = TypeVar("A")
+
+
+class WindowedPoller(SourcePoller, Generic[A]):
+    """A source re-read over a trailing window of days on every poll (spend, transactions).
+
+    Figures lag and are revised, and windows overlap on purpose: the detectors replace or
+    deduplicate, so re-reading costs requests, never correctness.
+    """
+
+    def __init__(
+        self,
+        api: A,
+        publisher: Publisher,
+        *,
+        reject: Reject,
+        lookback_days: int = 7,
+        clock: Clock = reply_time,
+    ) -> None:
+        super().__init__(publisher, reject=reject, clock=clock)
+        self._api = api
+        self._lookback_days = lookback_days
 
 
 def _claimed(

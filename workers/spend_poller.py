@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.poller import Clock, Publisher, Reject, SourcePoller
+from workers.poller import WindowedPoller
 from workers.snapshots import DailySpendSnapshot, Snapshot
 from workers.tiktok import reply_time
 
@@ -40,23 +40,10 @@ class CostSource(ServerClock, Protocol):
     async def account_costs(self, bc_id: str, day: date) -> list[dict[str, Any]]: ...
 
 
-class CostPoller(SourcePoller):
+class CostPoller(WindowedPoller[CostSource]):
     """Business-center spend per account and UTC day (``cash_amount`` / ``grant_amount``)."""
 
     source = "bc_cost"
-
-    def __init__(
-        self,
-        api: CostSource,
-        publisher: Publisher,
-        *,
-        reject: Reject,
-        lookback_days: int = 7,
-        clock: Clock = reply_time,
-    ) -> None:
-        super().__init__(publisher, reject=reject, clock=clock)
-        self._api = api
-        self._lookback_days = lookback_days
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         today = (await api_now(self._api, bc_id)).astimezone(UTC).date()
@@ -94,7 +81,7 @@ def _local_today(now: datetime, zone: Any) -> date:
         return now.astimezone(UTC).date()
 
 
-class ReportPoller(SourcePoller):
+class ReportPoller(WindowedPoller[ReportSource]):
     """Advertiser-level report spend by day, for every ad account of a business center.
 
     The report has no currency or name, so the accounts (and those) come from the balance
@@ -102,19 +89,6 @@ class ReportPoller(SourcePoller):
     """
 
     source = "report"
-
-    def __init__(
-        self,
-        api: ReportSource,
-        publisher: Publisher,
-        *,
-        reject: Reject,
-        lookback_days: int = 7,
-        clock: Clock = reply_time,
-    ) -> None:
-        super().__init__(publisher, reject=reject, clock=clock)
-        self._api = api
-        self._lookback_days = lookback_days
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         accounts = await self._api.advertiser_balances(bc_id)

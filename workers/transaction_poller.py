@@ -15,10 +15,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from workers.poller import Clock, Publisher, Reject, SourcePoller
+from workers.poller import WindowedPoller
 from workers.snapshots import CreditTransactionSnapshot, Snapshot
 from workers.spend_poller import ServerClock, api_now
-from workers.tiktok import reply_time
 
 __all__ = ["TransactionPoller"]
 
@@ -33,27 +32,16 @@ class TransactionSource(ServerClock, Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class TransactionPoller(SourcePoller):
+class TransactionPoller(WindowedPoller[TransactionSource]):
     """Credit transactions of a business center's ad accounts."""
 
     source = "bc_transaction"
 
-    def __init__(
-        self,
-        api: TransactionSource,
-        publisher: Publisher,
-        *,
-        reject: Reject,
-        lookback_days: int = 7,
-        clock: Clock = reply_time,
-    ) -> None:
-        super().__init__(publisher, reject=reject, clock=clock)
-        self._api = api
-        self._lookback = timedelta(days=lookback_days)
-
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         end = await api_now(self._api, bc_id) + _END_MARGIN
-        rows = await self._api.credit_transactions(bc_id, end - self._lookback - _END_MARGIN, end)
+        rows = await self._api.credit_transactions(
+            bc_id, end - timedelta(days=self._lookback_days) - _END_MARGIN, end
+        )
         observed_at = self._clock()
         return await self.validated(
             rows,
