@@ -99,9 +99,17 @@ async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) ->
                     raise AssertionError(f"delivered so far: {dict(seen)}") from None
                 await asyncio.sleep(2)
 
-        transitions = Counter((p["data"]["alert_id"], p["data"]["status"]) for p in sink.payloads())
-        assert all(n == 1 for n in transitions.values()), "a transition was delivered twice"
-        kinds = Counter((p["type"], p["data"]["status"]) for p in sink.payloads())
+        # One delivery per transition. A send that succeeded while Redis went down before it
+        # was recorded is retried under the same webhook-id (receivers drop it by id).
+        ids: dict[tuple[str, str], set[str]] = {}
+        for received in sink.received:
+            assert received.payload is not None
+            key = (received.payload["data"]["alert_id"], received.payload["data"]["status"])
+            ids.setdefault(key, set()).add(received.headers["webhook-id"])
+        assert all(len(v) == 1 for v in ids.values()), "a transition was notified twice"
+        assert len(sink.received) - len(ids) <= 3, "more repeats than the restart explains"
+        unique = {(p["data"]["alert_id"], p["data"]["status"]): p for p in sink.payloads()}
+        kinds = Counter((p["type"], p["data"]["status"]) for p in unique.values())
         assert kinds == {
             ("credit.low", "firing"): ADVERTISERS,
             ("credit.exhausted", "firing"): ADVERTISERS,
