@@ -290,3 +290,25 @@ def test_bad_notify_settings_are_named(notify: dict[str, Any], message: str) -> 
     with pytest.raises(ValueError) as failure:
         NotifySettings.model_validate(notify)
     assert message in str(failure.value)
+
+
+async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_receiver(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    """A peer reclaims the firing's stream entry late, after the resolved one was routed:
+    the receiver still gets both, and the alert is not left firing."""
+    clock = FakeClock(T0)
+    order = notify_settings(
+        settings,
+        receivers=[{"type": "console", "name": "default"}],
+        route={"receiver": "default", "group_wait": 0, "group_interval": 0},
+    )
+    notify = make(order, redis_client, http, clock)
+    firing = transition()
+    await notify.notifier.handle(resolved(firing, T0).to_json(), "2-0")
+    await notify.notifier.handle(firing.to_json(), "1-0")
+    await notify.run_once()
+    clock.advance(timedelta(days=2))  # past repeat_interval: nothing still firing to repeat
+    await notify.run_once()
+    messages = [m for s in await sent(notify) for m in s[1]]
+    assert sorted(messages) == ["credit.exhausted firing 71", "credit.exhausted resolved 71"]

@@ -58,13 +58,27 @@ end
 redis.call('HSET', KEYS[2], 'meta', ARGV[11])
 if ARGV[3] == 'firing' then
   if ARGV[9] ~= 'notify' then return 'quiet' end
-  redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+  local early = redis.call('GET', KEYS[6])
+  if early then
+    -- Its resolved transition came first (a peer reclaimed the firing's stream entry late):
+    -- the receiver gets both, and the alert is not left firing in the group.
+    redis.call('DEL', KEYS[6])
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+    redis.call('HSET', KEYS[3], ARGV[2] .. ':resolved', early)
+  else
+    redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+  end
 else
   local heard = redis.call('HDEL', KEYS[4], ARGV[2])
   if ARGV[9] ~= 'notify' then return 'quiet' end
-  if heard == 0 then return 'unheard' end
+  if heard == 0 then
+    -- Not told of the firing (yet): kept a day, in case the firing is only late.
+    redis.call('SET', KEYS[6], ARGV[4], 'EX', 86400)
+    return 'unheard'
+  end
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 local now = tonumber(ARGV[5])
 local last = redis.call('HGET', KEYS[2], 'last_sent_at')
 local due
@@ -133,8 +147,9 @@ class GroupStore:
             "mutes": list(target.mute_time_intervals),
         }
         seen = self._streams.key("routed", target.receiver, transition.transition_id)
+        early = self._streams.key("early-resolved", target.receiver, transition.alert_id)
         result = await self._add(
-            keys=[seen, group, pending, firing, self.due_key],
+            keys=[seen, group, pending, firing, self.due_key, early],
             args=[
                 transition.transition_id,
                 transition.alert_id,
