@@ -14,7 +14,7 @@ from typing import TextIO
 from config.notify import ConsoleReceiverSettings
 from service.alerts import AlertTransition
 from service.deliver.deliveries import Delivery
-from service.deliver.receivers import Outcome
+from service.deliver.receivers import ConfiguredReceiver, Outcome
 
 __all__ = ["ConsoleReceiver", "format_line"]
 
@@ -28,22 +28,14 @@ def format_line(transition: AlertTransition, *, repeat: bool = False) -> str:
     )
 
 
-class ConsoleReceiver:
+class ConsoleReceiver(ConfiguredReceiver[ConsoleReceiverSettings]):
     """Prints every transition; it never fails, so it never retries."""
 
     kind = "console"
 
     def __init__(self, settings: ConsoleReceiverSettings, stream: TextIO | None = None) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._stream = stream
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._settings.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         stream = self._stream or sys.stdout

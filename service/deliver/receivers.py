@@ -16,11 +16,11 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 from service.deliver.deliveries import Delivery
 
-__all__ = ["Outcome", "Receiver"]
+__all__ = ["ConfiguredReceiver", "Outcome", "Receiver", "ReceiverConfig"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,31 @@ class Receiver(Protocol):
     async def attempt(self, delivery: Delivery) -> Outcome:
         """One try; never raises for a delivery problem (it returns an Outcome)."""
         ...
+
+
+class ReceiverConfig(Protocol):
+    """What every receiver's settings carry (the receiver types in ``config.notify``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rate_limit_per_s(self) -> float | None: ...
+
+
+C = TypeVar("C", bound=ReceiverConfig)
+
+
+class ConfiguredReceiver(Generic[C]):
+    """The part of a receiver that comes straight from its settings: name and rate limit."""
+
+    def __init__(self, settings: C) -> None:
+        self._settings = settings
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def rate_limit_per_s(self) -> float | None:
+        return self._settings.rate_limit_per_s

@@ -22,7 +22,7 @@ from config.notify import SlackReceiverSettings
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.http_status import outcome_of
-from service.deliver.receivers import Outcome
+from service.deliver.receivers import ConfiguredReceiver, Outcome
 from service.deliver.templates import Renderer, alert_context
 
 __all__ = ["SlackReceiver", "build_message"]
@@ -80,13 +80,13 @@ def build_message(delivery: Delivery, renderer: Renderer) -> dict[str, Any]:
     return {"text": title, "blocks": header, "attachments": attachments}
 
 
-class SlackReceiver:
+class SlackReceiver(ConfiguredReceiver[SlackReceiverSettings]):
     kind = "slack"
 
     def __init__(
         self, settings: SlackReceiverSettings, renderer: Renderer, clock: Clock = utc_now
     ) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._renderer = renderer
         self._clock = clock
         # No retry handlers: the durable schedule retries, not the client in memory.
@@ -95,14 +95,6 @@ class SlackReceiver:
             timeout=int(settings.timeout_s),
             retry_handlers=[],
         )
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._settings.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         message = build_message(delivery, self._renderer)

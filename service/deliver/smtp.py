@@ -22,7 +22,7 @@ import jinja2
 from config.notify import EmailReceiverSettings
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery
-from service.deliver.receivers import Outcome
+from service.deliver.receivers import ConfiguredReceiver, Outcome
 from service.deliver.templates import Renderer
 
 __all__ = ["EmailReceiver", "build_email"]
@@ -47,23 +47,15 @@ def build_email(
     return message
 
 
-class EmailReceiver:
+class EmailReceiver(ConfiguredReceiver[EmailReceiverSettings]):
     kind = "email"
 
     def __init__(
         self, settings: EmailReceiverSettings, renderer: Renderer, clock: Clock = utc_now
     ) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._renderer = renderer
         self._clock = clock
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._settings.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         settings = self._settings

@@ -21,13 +21,13 @@ from config.notify import WebhookReceiverSettings
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.http_status import outcome_of
-from service.deliver.receivers import Outcome
+from service.deliver.receivers import ConfiguredReceiver, Outcome
 from workers import wire
 
 __all__ = ["WebhookReceiver"]
 
 
-class WebhookReceiver:
+class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
     """One subscriber endpoint with its secret."""
 
     kind = "webhook"
@@ -35,19 +35,11 @@ class WebhookReceiver:
     def __init__(
         self, settings: WebhookReceiverSettings, http: httpx.AsyncClient, clock: Clock = utc_now
     ) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._http = http
         self._signer = Webhook(settings.secret.get_secret_value())
         self._timeout = httpx.Timeout(settings.timeout_s)
         self._clock = clock
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._settings.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         if len(delivery.transitions) != 1:
