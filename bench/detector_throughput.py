@@ -3,8 +3,10 @@
 200,000 balance snapshots (10,000 advertisers x 20 polls) are written to the snapshot stream
 first; then the service role starts and the clock runs until the detectors' group has read
 and acknowledged everything. Every advertiser drains through its low line (poll 8) and to
-zero (poll 12) and is topped up (poll 16), so each must produce exactly four transitions:
-low and exhausted, firing then resolved. Reference: a bare redis-py XREADGROUP + XACK + JSON
+zero (poll 12) and is topped up (poll 16): low, exhausted, the depletion forecast and the
+cash runway fire and resolve. The transitions each advertiser must produce come from folding
+its snapshots through the pure evaluator in memory; the run passes only if every advertiser
+produced exactly those, each once. Reference: a bare redis-py XREADGROUP + XACK + JSON
 decode loop over the same entries.
 """
 
@@ -23,16 +25,23 @@ from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 
 from bench.common import Timer, record, redis_url
-from config.settings import NotifySettings, Settings, StreamSettings
+from config.settings import ApiSettings, DetectSettings, NotifySettings, Settings, StreamSettings
 from service.alerts import parse_transition
+from service.detect.evaluate import evaluate
+from service.detect.state import AccountState
+from service.ledger import AccountLedger
 from service.logs import configure_logging
 from service.roles import service_role
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.snapshots import AccountBalanceSnapshot, BalanceInfo, parse_snapshot
 
 ADVERTISERS = int(os.environ.get("BENCH_ADVERTISERS", "10000"))
 POLLS = 20
+START = datetime(2026, 11, 1, tzinfo=UTC)
+NO_LEDGER = AccountLedger(credits=(), programs=())
 TARGET_RATIO = 0.33
 TARGET_RATE = 30_000
+# Why the target is missed, written beside the figure (see README, Performance).
+GAP = "CPU-bound in the rules (burn rates, episodes, pydantic state) at ~60-100 us a snapshot"
 
 
 def grant_at(poll: int) -> Decimal:
@@ -41,23 +50,34 @@ def grant_at(poll: int) -> Decimal:
     return Decimal(2000)
 
 
+def payload(advertiser: int, poll: int) -> bytes:
+    grant = grant_at(poll)
+    return AccountBalanceSnapshot(
+        bc_id="7001",
+        advertiser_id=str(710_000 + advertiser),
+        advertiser_name="Shop",
+        currency="USD",
+        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
+        observed_at=START + timedelta(minutes=5 * poll),
+    ).to_json()
+
+
 def payloads() -> list[bytes]:
-    start = datetime(2026, 11, 1, tzinfo=UTC)
-    out = []
+    """Poll by poll, as the poller publishes them: each batch holds many advertisers."""
+    return [payload(advertiser, poll) for poll in range(POLLS) for advertiser in range(ADVERTISERS)]
+
+
+def expected(settings: DetectSettings) -> Counter[tuple[str, str]]:
+    """The (kind, status) each advertiser must produce, from the pure evaluator: every
+    advertiser gets the same balances, so one fold in memory is the oracle for all."""
+    state: AccountState | None = None
+    kinds: Counter[tuple[str, str]] = Counter()
     for poll in range(POLLS):
-        for advertiser in range(ADVERTISERS):
-            grant = grant_at(poll)
-            out.append(
-                AccountBalanceSnapshot(
-                    bc_id="7001",
-                    advertiser_id=str(710_000 + advertiser),
-                    advertiser_name="Shop",
-                    currency="USD",
-                    balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-                    observed_at=start + timedelta(minutes=5 * poll),
-                ).to_json()
-            )
-    return out
+        result = evaluate(state, parse_snapshot(payload(0, poll)), NO_LEDGER, settings)
+        if result is not None:
+            state = result.state
+            kinds.update((t.kind, t.status) for t in result.transitions)
+    return kinds
 
 
 async def fill(redis: Redis, stream: str, items: list[bytes]) -> None:
@@ -98,7 +118,12 @@ async def main() -> None:
         redis = Redis.from_url(url)
         prefix = f"cwbench-{uuid.uuid4().hex[:8]}"
         streams = StreamSettings(prefix=prefix, maxlen=1_000_000, consumer="bench")
-        settings = Settings(redis_url=url, streams=streams, notify=NotifySettings(console=False))
+        settings = Settings(
+            redis_url=url,
+            streams=streams,
+            notify=NotifySettings(console=False),
+            api=ApiSettings(port=0),
+        )
         await fill(redis, streams.snapshots, items)
         reference_s = await reference(redis, streams.snapshots)
 
@@ -116,31 +141,27 @@ async def main() -> None:
             await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
 
-    per_advertiser = Counter(t.advertiser_id for t in transitions)
-    kinds = Counter((t.kind, t.status) for t in transitions)
-    exactly_once = len({t.transition_id for t in transitions}) == len(transitions) and set(
-        per_advertiser.values()
-    ) == {4}
-    expected = {
-        (k, s): ADVERTISERS
-        for k in ("credit.low", "credit.exhausted")
-        for s in ("firing", "resolved")
-    }
-    correct = exactly_once and dict(kinds) == expected and len(per_advertiser) == ADVERTISERS
+    want = expected(settings.detect)
+    got: dict[str, Counter[tuple[str, str]]] = {}
+    for t in transitions:
+        got.setdefault(t.advertiser_id, Counter())[(t.kind, t.status)] += 1
+    unique = len({t.transition_id for t in transitions}) == len(transitions)
+    correct = unique and len(got) == ADVERTISERS and all(c == want for c in got.values())
     ours_rate = len(items) / ours_s
     reference_rate = len(items) / reference_s
     ratio = ours_rate / reference_rate
     record(
         f"detector throughput ({len(items):,} snapshots)",
         f"{ours_rate:,.0f} snapshots/s (reference {reference_rate:,.0f}/s); "
-        f"{len(transitions):,} transitions, exactly once: {correct}",
+        f"{len(transitions):,} transitions ({sum(want.values())} per advertiser), "
+        f"each expected one exactly once: {correct}",
         f"{ratio:.2f}",
         f">= {TARGET_RATIO} and >= {TARGET_RATE:,}/s",
         correct and ratio >= TARGET_RATIO and ours_rate >= TARGET_RATE,
-        note="one message at a time, one WATCH/MULTI per snapshot",
+        note=GAP,
     )
     if not correct:
-        raise SystemExit(f"wrong alerts: {dict(kinds)}")
+        raise SystemExit(f"wrong alerts: want {dict(want)} per advertiser")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ class StreamSettings(_Section):
     maxlen: int = Field(default=1_000_000, ge=1000)
     consumer: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     reclaim_idle_ms: int = Field(default=60_000, ge=100)
+    # Snapshots a detector reads, evaluates and commits together: larger batches mean fewer
+    # round trips; each batch must still finish well within ``reclaim_idle_ms``.
+    detect_batch: int = Field(default=500, ge=1, le=10_000)
 
     @property
     def snapshots(self) -> str:

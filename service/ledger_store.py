@@ -36,6 +36,10 @@ log = structlog.get_logger(__name__)
 class LedgerStore(Protocol):
     async def for_advertiser(self, advertiser_id: str) -> AccountLedger: ...
 
+    async def for_advertisers(self, advertiser_ids: Iterable[str]) -> dict[str, AccountLedger]:
+        """Many advertisers' ledgers at once (the detectors read a whole batch's)."""
+        ...
+
 
 class ConfigLedger:
     """The ledger declared in the settings, indexed by advertiser."""
@@ -53,6 +57,12 @@ class ConfigLedger:
             credits=tuple(self._credits.get(advertiser_id, ())),
             programs=tuple(self._programs.get(advertiser_id, ())),
         )
+
+    async def for_advertisers(self, advertiser_ids: Iterable[str]) -> dict[str, AccountLedger]:
+        return {
+            advertiser_id: await self.for_advertiser(advertiser_id)
+            for advertiser_id in advertiser_ids
+        }
 
 
 class RedisLedger:
@@ -81,12 +91,30 @@ class RedisLedger:
         return bool(await self._redis.hdel(self.key(advertiser_id), f"{kind}:{entry_id}"))
 
     async def for_advertiser(self, advertiser_id: str) -> AccountLedger:
-        base = await self._base.for_advertiser(advertiser_id)
-        saved = await self._redis.hgetall(self.key(advertiser_id))
+        return (await self.for_advertisers([advertiser_id]))[advertiser_id]
+
+    async def for_advertisers(self, advertiser_ids: Iterable[str]) -> dict[str, AccountLedger]:
+        ids = list(dict.fromkeys(advertiser_ids))
+        bases = await self._base.for_advertisers(ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for advertiser_id in ids:
+                pipe.hgetall(self.key(advertiser_id))
+            saved = await pipe.execute()
+        return {
+            advertiser_id: self._merge(advertiser_id, bases[advertiser_id], entries)
+            for advertiser_id, entries in zip(ids, saved, strict=True)
+        }
+
+    def _merge(
+        self, advertiser_id: str, base: AccountLedger, saved: dict[bytes, bytes]
+    ) -> AccountLedger:
+        """The saved entries over the base ones, by id."""
+        if not saved:
+            return base
         credits = {credit.id: credit for credit in base.credits}
         programs = {program.id: program for program in base.programs}
         for field, raw in saved.items():
-            name = field.decode() if isinstance(field, bytes) else field
+            name = field.decode()
             kind, _, entry_id = name.partition(":")
             try:
                 if kind == "credit":

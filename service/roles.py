@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TextIO
 
 import httpx
@@ -59,12 +60,12 @@ def _announcer(
 
 
 def _detection(
-    settings: Settings, redis: Redis, broker: RedisBroker, dead_letters: DeadLetters
+    settings: Settings, redis: Redis, dead_letters: DeadLetters
 ) -> tuple[Detector, StalenessWatch]:
     """The detectors: account and business-center state, the ledger, the staleness watch."""
     streams = settings.streams
-    accounts = StateStore(redis, broker, streams, AccountState, "state")
-    centers = StateStore(redis, broker, streams, CenterState, "bcstate")
+    accounts = StateStore(redis, streams, AccountState, "state")
+    centers = StateStore(redis, streams, CenterState, "bcstate")
     ledger = RedisLedger(redis, streams, ConfigLedger(settings.credits, settings.ladder_programs))
     interval = settings.poll.balance_interval_s
     watch = StalenessWatch(
@@ -102,7 +103,7 @@ async def service_role(
         await ensure_group(redis, streams.snapshots, DETECTORS)
         await ensure_group(redis, streams.alerts, NOTIFIERS)
         dead_letters = DeadLetters(redis, streams)
-        detector, watch = _detection(settings, redis, broker, dead_letters)
+        detector, watch = _detection(settings, redis, dead_letters)
         pipeline = NotifyPipeline(
             settings,
             redis,
@@ -111,20 +112,20 @@ async def service_role(
             dead_letters=dead_letters,
             console=console,
         )
-        subscribers = []
-        for stream, group, handle in (
-            (streams.snapshots, DETECTORS, detector.handle),
-            (streams.alerts, NOTIFIERS, pipeline.notifier.handle),
-        ):
-            subscribers += consume(
-                broker,
-                stream=stream,
-                group=group,
-                consumer=streams.consumer,
-                handle=handle,
-                dead_letters=dead_letters,
-                reclaim_idle_ms=streams.reclaim_idle_ms,
-            )
+        group_consumer = partial(
+            consume,
+            broker,
+            consumer=streams.consumer,
+            dead_letters=dead_letters,
+            reclaim_idle_ms=streams.reclaim_idle_ms,
+        )
+        subscribers = group_consumer(
+            stream=streams.snapshots,
+            group=DETECTORS,
+            handle=detector.handle,
+            handle_batch=detector.handle_batch,
+            read_count=streams.detect_batch,
+        ) + group_consumer(stream=streams.alerts, group=NOTIFIERS, handle=pipeline.notifier.handle)
         api = api_context(settings, redis, broker, subscribers, http)
         keeper = GroupKeeper(
             redis, [(streams.snapshots, DETECTORS), (streams.alerts, NOTIFIERS)], subscribers

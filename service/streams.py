@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import structlog
+from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
 from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -34,9 +35,11 @@ __all__ = [
     "DATA_FIELD",
     "DETECTORS",
     "NOTIFIERS",
+    "BatchHandler",
     "Entry",
     "GroupKeeper",
     "Handler",
+    "batch_entries",
     "consume",
     "ensure_group",
     "payload_of",
@@ -49,6 +52,8 @@ DETECTORS = "detectors"
 NOTIFIERS = "notifiers"
 
 Handler = Callable[[bytes, str], Awaitable[object]]
+# A batch handler: (payload, entry id) pairs in stream order.
+BatchHandler = Callable[[Sequence[tuple[bytes, str]]], Awaitable[object]]
 # FastStream's stream subscriber; typed loosely because its class is internal.
 Subscriber = Any
 
@@ -86,10 +91,35 @@ def payload_of(fields: dict[bytes, bytes]) -> bytes:
     return payload
 
 
+def _text(entry_id: bytes | str) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
 def _entry_id(message: RedisStreamMessage) -> str:
     ids = message.raw_message.get("message_ids") or [b""]
-    first = ids[0]
-    return first.decode() if isinstance(first, bytes) else str(first)
+    return _text(ids[0])
+
+
+_ENTRIES = "creditwatch_entries"
+
+
+async def _ids_only(
+    message: Mapping[str, Any],
+    original: Callable[[Mapping[str, Any]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's batch parser decodes every entry and re-encodes the batch as one JSON body
+    before the handler runs; one hostile entry would fail the whole batch there. The handler
+    decodes the entries itself, so the parser is handed the ids only (enough to ack)."""
+    return await original({**message, "data": [], _ENTRIES: message["data"]})
+
+
+def batch_entries(message: RedisBatchStreamMessage) -> list[tuple[bytes, str]]:
+    """(payload, entry id) of each entry of a batch read through ``_ids_only``."""
+    raw = cast("Mapping[str, Any]", message.raw_message)
+    return [
+        (payload_of(fields), _text(entry_id))
+        for entry_id, fields in zip(raw["message_ids"], raw[_ENTRIES], strict=True)
+    ]
 
 
 def consume(
@@ -101,23 +131,17 @@ def consume(
     handle: Handler,
     dead_letters: DeadLetters,
     reclaim_idle_ms: int,
+    handle_batch: BatchHandler | None = None,
     max_deliveries: int = 5,
     polling_ms: int = 100,
     read_count: int = 50,
 ) -> list[Subscriber]:
-    """Register the live and the reclaiming subscriber of ``stream`` for ``group``."""
-    live = broker.subscriber(
-        # A bounded read: entries read but not yet handled count as pending, and a consumer
-        # hoarding thousands would see them reclaimed by its peers before it got to them.
-        stream=StreamSub(
-            stream,
-            group=group,
-            consumer=consumer,
-            polling_interval=polling_ms,
-            max_records=read_count,
-        ),
-        title=f"{stream}:{group}",
-    )
+    """Register the live and the reclaiming subscriber of ``stream`` for ``group``.
+
+    With ``handle_batch`` the live subscriber reads up to ``read_count`` entries at a time
+    and hands them over together (acked together once it returns); reclaimed entries always
+    go one by one to ``handle``, so a poison entry is isolated from the rest of its batch.
+    """
     reclaim = broker.subscriber(
         stream=StreamSub(
             stream,
@@ -128,11 +152,48 @@ def consume(
         ),
         title=f"{stream}:{group}:reclaim",
     )
+    # A bounded read: entries read but not yet handled count as pending, and a consumer
+    # hoarding thousands would see them reclaimed by its peers before it got to them.
+    live: list[Subscriber]
+    if handle_batch is None:
+        one = broker.subscriber(
+            stream=StreamSub(
+                stream,
+                group=group,
+                consumer=consumer,
+                polling_interval=polling_ms,
+                max_records=read_count,
+            ),
+            title=f"{stream}:{group}",
+        )
 
-    @live
-    async def on_entry(message: RedisStreamMessage) -> None:
-        # An exception leaves the entry pending: the reclaiming subscriber retries it later.
-        await handle(message.body, _entry_id(message))
+        @one
+        async def on_entry(message: RedisStreamMessage) -> None:
+            # An exception leaves the entry pending: the reclaiming subscriber retries it later.
+            await handle(message.body, _entry_id(message))
+
+        live = [one]
+    else:
+        run_batch = handle_batch
+        batch = broker.subscriber(
+            stream=StreamSub(
+                stream,
+                group=group,
+                consumer=consumer,
+                polling_interval=polling_ms,
+                max_records=read_count,
+                batch=True,
+            ),
+            parser=_ids_only,
+            title=f"{stream}:{group}",
+        )
+
+        @batch
+        async def on_batch(message: RedisBatchStreamMessage) -> None:
+            # An exception leaves the whole batch pending: reclaimed entry by entry later.
+            await run_batch(batch_entries(message))
+
+        live = [batch]
 
     @reclaim
     async def on_stale_entry(message: RedisStreamMessage) -> None:
@@ -150,7 +211,7 @@ def consume(
         log.info("stream.reclaimed", stream=stream, group=group, entry_id=entry_id)
         await handle(message.body, entry_id)
 
-    return [live, reclaim]
+    return [*live, reclaim]
 
 
 class GroupKeeper:

@@ -100,10 +100,7 @@ async def test_racing_replicas_commit_one_transition(
     await broker.connect()
     clients = [Redis.from_url(settings.redis_url or "") for _ in range(4)]
     try:
-        stores = [
-            StateStore(client, broker, settings.streams, AccountState, "state")
-            for client in clients
-        ]
+        stores = [StateStore(client, settings.streams, AccountState, "state") for client in clients]
         first = snapshot("300", 0)
         await stores[0].apply("71", lambda s: evaluate(s, first, AccountLedger(), settings.detect))
         low = snapshot("5", 1)

@@ -179,7 +179,7 @@ async def _settle(
 ) -> None:
     """Until every account's balance and spend as of ``sim_time`` are applied, and what
     they caused is delivered."""
-    store = StateStore(redis, None, settings.streams, AccountState, "state")  # type: ignore[arg-type]
+    store = StateStore(redis, settings.streams, AccountState, "state")
     accounts = [a for a in ACCOUNTS if a != skip]
 
     async def caught_up() -> bool:

@@ -60,18 +60,24 @@ def intraday(
     if len(points) < 2:
         return None
     latest = points[-1][0]
-    window = [(at, amount) for at, amount in points if at >= latest - INTRADAY_WINDOW]
-    span_s = Decimal(0)
+    horizon = latest - INTRADAY_WINDOW
+    window = [(at, amount) for at, amount in points if at >= horizon]
+    # Runs for every balance snapshot, over up to a day of points: the span is summed as a
+    # timedelta (exact, and much cheaper than Decimal seconds per interval), and only the
+    # expiry instants inside the window are checked per interval.
+    inside = [instant for instant in skip if window[0][0] < instant <= latest]
+    span = timedelta(0)
     drops = Decimal(0)
     for (start, before), (end, after) in pairwise(window):
-        if any(start < instant <= end for instant in skip):
+        if inside and any(start < instant <= end for instant in inside):
             continue
-        span_s += seconds(end - start)
-        drops += max(before - after, Decimal(0))
-    if span_s <= 0:
+        span += end - start
+        if before > after:
+            drops += before - after
+    if span <= timedelta(0):
         return None
-    span = span_s / _DAY
-    return drops / span, min(span, Decimal(1))
+    days = seconds(span) / _DAY
+    return drops / days, min(days, Decimal(1))
 
 
 def rate(

@@ -43,12 +43,14 @@ def evaluate(
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.last_observed_at is None or state.now is None:
         return state, []
+    # Only an account that had credit can have it run out.
+    exhausted = state.peak_grant > 0 and state.valid_grant <= 0
+    if not exhausted and CASH_LOW not in state.open:
+        return state, []  # nothing to open or close: spare the burn rate
     per_day = total_burn(state, settings, ledger)
     runway = runway_days(state.valid_cash, per_day)
     line = settings.cash_runway_days
     hysteresis = settings.thresholds_for(state.advertiser_id).hysteresis_percent / 100
-    # Only an account that had credit can have it run out.
-    exhausted = state.peak_grant > 0 and state.valid_grant <= 0
     firing = exhausted and runway is not None and runway < line
     clear = not exhausted or runway is None or runway >= line * (1 + hysteresis)
 
@@ -85,4 +87,4 @@ def evaluate(
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return state.model_copy(update={**episodes.fields()}), transitions
+    return episodes.updated(state), transitions

@@ -1,16 +1,23 @@
-"""The detectors' stream handler: decode one snapshot, evaluate it, commit state and alerts.
+"""The detectors' stream handler: decode a batch of snapshots, evaluate, commit state and alerts.
 
+A batch is read from the stream in one go; its snapshots are grouped by the state they
+advance (an advertiser's ``AccountState``, a business center's ``CenterState``), folded over
+that state in stream order, and every touched state is committed with its transitions in one
+transaction (``StateStore.apply_many``): one read and one write per batch, not per snapshot.
 Account snapshots (balances, spend, transactions) go through ``evaluate.evaluate`` with the
-advertiser's ledger into its ``AccountState``; business-center snapshots (source status, the
-center's balance) through ``center.evaluate`` into its ``CenterState``.
+advertiser's ledger; business-center snapshots (source status, the center's balance) through
+``center.evaluate``.
 
 Usage::
 
     detector = Detector(accounts, centers, ledger, dead_letters, settings.detect, watch)
-    transitions = await detector.handle(payload, entry_id)
+    transitions = await detector.handle_batch([(payload, entry_id), ...])
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
 
 import structlog
 
@@ -19,9 +26,11 @@ from service import metrics
 from service.alerts import AlertTransition
 from service.deadletter import DeadLetters
 from service.detect import center
+from service.detect.center import CenterSnapshot
 from service.detect.evaluate import evaluate
+from service.detect.facts import AccountSnapshot
 from service.detect.staleness import StalenessWatch
-from service.detect.state import AccountState, CenterState, StateStore
+from service.detect.state import AccountState, CenterState, StateStore, Step, fold
 from service.ledger_store import LedgerStore
 from workers.snapshots import (
     AccountBalanceSnapshot,
@@ -56,31 +65,36 @@ class Detector:
         self._watch = watch
 
     async def handle(self, payload: bytes, entry_id: str) -> list[AlertTransition]:
-        try:
-            snapshot = parse_snapshot(payload)
-        except ValueError as error:
-            metrics.SNAPSHOTS_CONSUMED.labels(outcome="rejected").inc()
-            await self._dead_letters.put(
-                source="snapshots",
-                reason="malformed",
-                payload=payload,
-                error=str(error),
-                entry_id=entry_id,
-            )
-            return []
-        if isinstance(snapshot, SourceStatusSnapshot | BcBalanceSnapshot):
-            transitions = await self._centers.apply(
-                snapshot.bc_id, lambda state: center.evaluate(state, snapshot)
-            )
-        else:
-            ledger = await self._ledger.for_advertiser(snapshot.advertiser_id)
-            transitions = await self._accounts.apply(
-                snapshot.advertiser_id,
-                lambda state: evaluate(state, snapshot, ledger, self._settings),
-            )
-            if self._watch is not None and isinstance(snapshot, AccountBalanceSnapshot):
-                await self._watch.seen(snapshot)
-        metrics.SNAPSHOTS_CONSUMED.labels(outcome="applied").inc()
+        """One entry (a reclaimed one): a batch of one."""
+        return await self.handle_batch([(payload, entry_id)])
+
+    async def handle_batch(self, entries: Sequence[tuple[bytes, str]]) -> list[AlertTransition]:
+        """Apply a batch of (payload, entry id); malformed ones go to the dead-letter stream."""
+        accounts: dict[str, list[AccountSnapshot]] = {}
+        centers: dict[str, list[CenterSnapshot]] = {}
+        for payload, entry_id in entries:
+            try:
+                snapshot = parse_snapshot(payload)
+            except ValueError as error:
+                metrics.SNAPSHOTS_CONSUMED.labels(outcome="rejected").inc()
+                await self._dead_letters.put(
+                    source="snapshots",
+                    reason="malformed",
+                    payload=payload,
+                    error=str(error),
+                    entry_id=entry_id,
+                )
+                continue
+            if isinstance(snapshot, SourceStatusSnapshot | BcBalanceSnapshot):
+                centers.setdefault(snapshot.bc_id, []).append(snapshot)
+            else:
+                accounts.setdefault(snapshot.advertiser_id, []).append(snapshot)
+        transitions = await self._centers.apply_many(
+            {bc_id: _center_steps(snapshots) for bc_id, snapshots in centers.items()}
+        )
+        transitions += await self._apply_accounts(accounts)
+        applied = sum(map(len, accounts.values())) + sum(map(len, centers.values()))
+        metrics.SNAPSHOTS_CONSUMED.labels(outcome="applied").inc(applied)
         for transition in transitions:
             metrics.ALERTS.labels(kind=transition.kind, status=transition.status).inc()
             log.info(
@@ -91,3 +105,31 @@ class Detector:
                 alert_id=transition.alert_id,
             )
         return transitions
+
+    async def _apply_accounts(
+        self, accounts: dict[str, list[AccountSnapshot]]
+    ) -> list[AlertTransition]:
+        if not accounts:
+            return []
+        ledgers = await self._ledger.for_advertisers(accounts)
+        steps: dict[str, Step[AccountState]] = {}
+        for advertiser_id, snapshots in accounts.items():
+            ledger = ledgers[advertiser_id]
+            each = [
+                partial(evaluate, snapshot=s, ledger=ledger, settings=self._settings)
+                for s in snapshots
+            ]
+            steps[advertiser_id] = partial(fold, steps=each)
+        transitions = await self._accounts.apply_many(steps)
+        if self._watch is not None:
+            await self._watch.seen(
+                s
+                for snapshots in accounts.values()
+                for s in snapshots
+                if isinstance(s, AccountBalanceSnapshot)
+            )
+        return transitions
+
+
+def _center_steps(snapshots: list[CenterSnapshot]) -> Step[CenterState]:
+    return partial(fold, steps=[partial(center.evaluate, snapshot=s) for s in snapshots])

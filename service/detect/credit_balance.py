@@ -91,7 +91,7 @@ def evaluate(
             close(episodes, subject, exhausted, now, (_back(subject, balance), values))
         )
 
-    return state.model_copy(update={"peak_grant": peak, **episodes.fields()}), transitions
+    return episodes.updated(state, peak_grant=peak), transitions
 
 
 def _values(snapshot: AccountBalanceSnapshot) -> dict[str, Value]:

@@ -105,4 +105,4 @@ def evaluate(
             ),
             resolve=(ended, values),
         )
-    return state.model_copy(update={**episodes.fields()}), transitions
+    return episodes.updated(state), transitions

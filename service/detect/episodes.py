@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from service.alerts import AlertTransition, Severity, Status, episode_id
 from service.detect.state import AccountState, CenterState, OpenEpisode
@@ -32,6 +32,7 @@ __all__ = [
     "Subject",
     "Value",
     "close",
+    "due",
     "notify_once",
     "open_",
     "subject_of",
@@ -46,6 +47,8 @@ Message = tuple[str, Mapping[str, Value]]
 # How long a close time is kept to stop a same-instant restart; API time never goes back
 # that far for a state, so older ones can no longer matter.
 _CLOSED_KEPT = timedelta(days=2)
+
+StateT = TypeVar("StateT", AccountState, CenterState)
 
 # Accounts seen only through a business-center-wide snapshot have no currency of their own.
 NO_CURRENCY = "XXX"
@@ -85,10 +88,19 @@ class Episodes:
 
     open: dict[str, OpenEpisode]
     closed: dict[str, datetime]
+    # Set by ``open_`` and ``close``: most snapshots change no episode, and skipping the
+    # copy of an unchanged state is a large share of the detectors' time.
+    changed: bool = False
 
     @classmethod
     def of(cls, state: AccountState | CenterState) -> Episodes:
         return cls(open=dict(state.open), closed=dict(state.closed))
+
+    def updated(self, state: StateT, **fields: Any) -> StateT:
+        """``state`` with these episodes and ``fields`` in it; ``state`` itself if unchanged."""
+        if not self.changed and all(getattr(state, k) == v for k, v in fields.items()):
+            return state
+        return state.model_copy(update={**fields, **self.fields()})
 
     def __contains__(self, key: object) -> bool:
         return key in self.open
@@ -166,6 +178,7 @@ def open_(
         return []
     transition = _transition(subject, rule, "firing", starts_at=now, now=now, message=message)
     episodes.open[rule.key] = OpenEpisode(alert_id=transition.alert_id, starts_at=now)
+    episodes.changed = True
     return [transition]
 
 
@@ -175,6 +188,7 @@ def close(
     """End the open episode of ``rule``; returns its resolved transition (same alert_id)."""
     episode = episodes.open.pop(rule.key)
     episodes.closed[rule.key] = now
+    episodes.changed = True
     return _transition(
         subject, rule, "resolved", starts_at=episode.starts_at, now=now, message=message
     )
@@ -193,11 +207,17 @@ def sync(
 ) -> list[AlertTransition]:
     """Open when ``firing`` and not open; close when ``clear`` and open (hysteresis lives in
     the gap between the two conditions)."""
-    if rule.key not in episodes and firing:
-        return open_(episodes, subject, rule, now, fire)
-    if rule.key in episodes and clear:
+    if not due(episodes.open, rule, firing=firing, clear=clear):
+        return []
+    if rule.key in episodes:
         return [close(episodes, subject, rule, now, resolve)]
-    return []
+    return open_(episodes, subject, rule, now, fire)
+
+
+def due(open_episodes: Mapping[str, OpenEpisode], rule: Rule, *, firing: bool, clear: bool) -> bool:
+    """Whether ``sync`` would open or close anything: a rule whose messages are costly to
+    build asks first, as most snapshots change nothing."""
+    return (rule.key in open_episodes and clear) or (rule.key not in open_episodes and firing)
 
 
 def notify_once(

@@ -57,7 +57,10 @@ def evaluate(
     now = state.now
     subject = subject_of(state)
     entries, left = credit_estimates(state, ledger)
-    projected = forfeits(entries, left, burn_per_day=grant_burn(state, settings, ledger), now=now)
+    # The burn rate only matters to a live credit that expires: most accounts have none.
+    dated = any(entry.id in left and entry.valid_to is not None for entry in entries)
+    burn = grant_burn(state, settings, ledger) if dated else None
+    projected = forfeits(entries, left, burn_per_day=burn, now=now)
     episodes = Episodes.of(state)
     notified = list(state.notified)
     transitions: list[AlertTransition] = []
@@ -81,8 +84,7 @@ def evaluate(
             transitions += _expired(state, notified, subject, entry, settings)
     # What each live credit is projected to forfeit: if this was the last look before its
     # expiry (and no PROMOTION_EXPIRED says better), that is what credit.expired reports.
-    update = {**episodes.fields(), "notified": notified, "credit_unused": projected}
-    return state.model_copy(update=update), transitions
+    return episodes.updated(state, notified=notified, credit_unused=projected), transitions
 
 
 def _expiring(

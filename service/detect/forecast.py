@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from config.settings import DetectSettings
 from service.alerts import AlertTransition
-from service.detect.episodes import Episodes, Rule, Value, subject_of, sync, who
+from service.detect.episodes import Episodes, Rule, Value, due, subject_of, sync, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import grant_burn
 from service.detect.state import AccountState
@@ -44,16 +44,21 @@ def evaluate(
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
+    balance = state.valid_grant
+    rule = Rule(DEPLETION, "warning")
     if state.last_observed_at is None or state.now is None:
         return state, []
+    if balance <= 0 and DEPLETION not in state.open:
+        return state, []  # run out, nothing to close: spare the burn rate
     per_day = grant_burn(state, settings, ledger) or Decimal(0)
-    balance = state.valid_grant
     runs_out = exhaustion_at(balance, per_day, state.last_observed_at)
     horizon = timedelta(hours=settings.depletion_horizon_h)
     hysteresis = settings.thresholds_for(state.advertiser_id).hysteresis_percent / 100
     clear_horizon = horizon * float(1 + hysteresis)
     firing = balance > 0 and runs_out is not None and runs_out - state.now <= horizon
     clear = balance <= 0 or runs_out is None or runs_out - state.now > clear_horizon
+    if not due(state.open, rule, firing=firing, clear=clear):
+        return state, []
 
     subject = subject_of(state)
     values: dict[str, Value] = {
@@ -83,11 +88,11 @@ def evaluate(
     transitions = sync(
         episodes,
         subject,
-        Rule(DEPLETION, "warning"),
+        rule,
         state.now,
         firing=firing,
         clear=clear,
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return state.model_copy(update={**episodes.fields()}), transitions
+    return episodes.updated(state), transitions

@@ -51,4 +51,4 @@ def evaluate(
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return state.model_copy(update={**episodes.fields()}), transitions
+    return episodes.updated(state), transitions

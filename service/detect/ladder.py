@@ -134,8 +134,7 @@ def evaluate(
             fire=_closing_message(subject, program, following, values, qualifying),
             resolve=_resolve_message(subject, program, now, values, "window closed"),
         )
-    update = {**episodes.fields(), "notified": notified}
-    return state.model_copy(update=update), transitions
+    return episodes.updated(state, notified=notified), transitions
 
 
 def _reached(

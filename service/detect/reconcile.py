@@ -103,4 +103,4 @@ def evaluate(
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return state.model_copy(update={**episodes.fields(), "mismatch_since": since}), transitions
+    return episodes.updated(state, mismatch_since=since), transitions

@@ -12,7 +12,7 @@ resolves on the next balance snapshot newer than the last one (``evaluate``).
 Usage::
 
     watch = StalenessWatch(redis, accounts, settings.streams, interval_s=300, stale_after_s=900)
-    await watch.seen(snapshot)                # the detector, per balance snapshot
+    await watch.seen(snapshots)               # the detector, per batch of balances
     async with watch: ...                     # the service role: checks until exit
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -59,7 +59,7 @@ def evaluate(
     transition = close(
         episodes, subject, Rule(STALE, "warning"), snapshot.observed_at, (summary, values)
     )
-    return state.model_copy(update={**episodes.fields()}), [transition]
+    return episodes.updated(state), [transition]
 
 
 def mark_stale(
@@ -89,7 +89,7 @@ def mark_stale(
     transitions = open_(
         episodes, subject, Rule(STALE, "warning"), state.last_observed_at, (summary, values)
     )
-    return Evaluation(state.model_copy(update={**episodes.fields()}), transitions)
+    return Evaluation(episodes.updated(state), transitions)
 
 
 def _text(raw: bytes | str) -> str:
@@ -118,10 +118,13 @@ class StalenessWatch:
         self._started = clock()
         self._task: asyncio.Task[None] | None = None
 
-    async def seen(self, snapshot: AccountBalanceSnapshot) -> None:
-        """Note a balance snapshot's arrival: wall time, and the API time it was taken at."""
-        mark = f"{self._clock()!r} {snapshot.observed_at.isoformat()}"
-        await self._redis.hset(self._key, snapshot.advertiser_id, mark)
+    async def seen(self, snapshots: Iterable[AccountBalanceSnapshot]) -> None:
+        """Note balance snapshots' arrival: wall time, and the API time each was taken at."""
+        wall = repr(self._clock())
+        newest_last = sorted(snapshots, key=lambda snapshot: snapshot.observed_at)
+        marks = {s.advertiser_id: f"{wall} {s.observed_at.isoformat()}" for s in newest_last}
+        if marks:
+            await self._redis.hset(self._key, mapping=marks)  # type: ignore[arg-type]
 
     async def check(self) -> list[AlertTransition]:
         """One pass over every account; returns the transitions it committed."""

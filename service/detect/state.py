@@ -9,20 +9,19 @@ fact already recorded and emits nothing: "at-least-once in, exactly-once alerts 
 
 Usage::
 
-    store = StateStore(redis, broker, settings.streams, AccountState, "state")
+    store = StateStore(redis, settings.streams, AccountState, "state")
     transitions = await store.apply(advertiser_id, lambda state: evaluate(state, ...))
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 import structlog
-from faststream.redis import RedisBroker
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -30,6 +29,7 @@ from redis.exceptions import WatchError
 from config.settings import StreamSettings
 from service import metrics
 from service.alerts import AlertTransition
+from workers.publish import stream_entry
 
 __all__ = [
     "AccountState",
@@ -40,7 +40,9 @@ __all__ = [
     "OpenEpisode",
     "Profile",
     "StateStore",
+    "Step",
     "TransactionRecord",
+    "fold",
 ]
 
 log = structlog.get_logger(__name__)
@@ -135,6 +137,9 @@ class CenterState(_Frozen):
 
 S = TypeVar("S", AccountState, CenterState)
 
+# Tries of a whole batch before it is split up (see ``StateStore.apply_many``).
+_BATCH_ATTEMPTS = 2
+
 
 @dataclass(frozen=True)
 class Evaluation(Generic[S]):
@@ -144,19 +149,37 @@ class Evaluation(Generic[S]):
     transitions: list[AlertTransition] = field(default_factory=list)
 
 
+# One state's step: the current state (None if there is none yet) -> its evaluation.
+Step = Callable[[S | None], Evaluation[S] | None]
+
+
+def fold(state: S | None, steps: Iterable[Step[S]]) -> Evaluation[S] | None:
+    """Several steps in order, as one: the last state and every transition on the way;
+    None if none of them changed anything."""
+    current, changed = state, False
+    transitions: list[AlertTransition] = []
+    for step in steps:
+        result = step(current)
+        if result is None:
+            continue
+        current, changed = result.state, True
+        transitions += result.transitions
+    if not changed or current is None:
+        return None
+    return Evaluation(current, transitions)
+
+
 class StateStore(Generic[S]):
     """Reads, evaluates and writes one state atomically; ``namespace`` names its keys."""
 
     def __init__(
         self,
         redis: Redis,
-        broker: RedisBroker,
         streams: StreamSettings,
         model: type[S],
         namespace: str,
     ) -> None:
         self._redis = redis
-        self._broker = broker
         self._streams = streams
         self._model: type[S] = model
         self._namespace = namespace
@@ -176,30 +199,53 @@ class StateStore(Generic[S]):
         ``evaluate`` returns None when the snapshot changes nothing (a duplicate or an older
         one). On a concurrent write by another replica the whole step is retried.
         """
-        key = self.key(state_id)
+        return await self.apply_many({state_id: evaluate})
+
+    async def apply_many(self, steps: Mapping[str, Step[S]]) -> list[AlertTransition]:
+        """``apply`` for many states at once: one read, one transaction, one round of writes.
+
+        All keys are watched together, so a batch commits whole or not at all. A batch that
+        keeps colliding with another replica is split into single states, which then retry
+        on their own: one hot account cannot hold up the rest.
+        """
+        if not steps:
+            return []
+        attempts = 0
+        while len(steps) == 1 or attempts < _BATCH_ATTEMPTS:
+            try:
+                return await self._commit(steps)
+            except WatchError:
+                metrics.STATE_CONFLICTS.inc()
+                attempts += 1
+        transitions: list[AlertTransition] = []
+        for state_id, step in steps.items():
+            transitions += await self.apply_many({state_id: step})
+        return transitions
+
+    async def _commit(self, steps: Mapping[str, Step[S]]) -> list[AlertTransition]:
+        ids = list(steps)
+        keys = [self.key(state_id) for state_id in ids]
         async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    state = self._decode(state_id, await pipe.get(key))
-                    result = evaluate(state)
-                    if result is None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                        return []
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, result.state.model_dump_json())
-                    for transition in result.transitions:
-                        await self._broker.publish(
-                            transition.to_json(),
-                            stream=self._streams.alerts,
-                            maxlen=self._streams.maxlen,
-                            pipeline=pipe,
-                        )
-                    await pipe.execute()
-                except WatchError:
-                    metrics.STATE_CONFLICTS.inc()
-                    continue
-                return result.transitions
+            await pipe.watch(*keys)
+            raws = await pipe.mget(keys)
+            results: list[tuple[str, Evaluation[S]]] = []
+            for state_id, key, raw in zip(ids, keys, raws, strict=True):
+                result = steps[state_id](self._decode(state_id, raw))
+                if result is not None:
+                    results.append((key, result))
+            if not results:
+                await pipe.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                return []
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.mset({key: result.state.model_dump_json() for key, result in results})
+            transitions = [t for _, result in results for t in result.transitions]
+            for transition in transitions:
+                entry = await stream_entry(transition.to_json(), transition.transition_id)
+                pipe.xadd(
+                    self._streams.alerts, entry, maxlen=self._streams.maxlen, approximate=True
+                )
+            await pipe.execute()
+            return transitions
 
     def _decode(self, state_id: str, raw: bytes | str | None) -> S | None:
         if raw is None:
