@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from faststream.redis import RedisBroker
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from config.settings import NotifySettings, Settings
@@ -14,7 +16,7 @@ from service.alerts import parse_transition
 from service.deadletter import DeadLetters
 from service.detect import credit_balance
 from service.detect.evaluate import evaluate
-from service.detect.state import AccountState, StateStore
+from service.detect.state import AccountState, Evaluation, StateStore, Step
 from service.ledger import AccountLedger
 from service.roles import service_role
 from tests.streams import body, drained, entries
@@ -96,8 +98,6 @@ async def test_racing_replicas_commit_one_transition(
     settings: Settings, redis_client: Redis
 ) -> None:
     """Two stores applying the same snapshot at once: WATCH makes one of them a no-op."""
-    broker = RedisBroker(settings.redis_url or "")
-    await broker.connect()
     clients = [Redis.from_url(settings.redis_url or "") for _ in range(4)]
     try:
         stores = [StateStore(client, settings.streams, AccountState, "state") for client in clients]
@@ -114,7 +114,6 @@ async def test_racing_replicas_commit_one_transition(
         assert sorted(bool(r) for r in results) == [False, False, False, True]
         assert await alerts_on_stream(redis_client, settings) == [(credit_balance.LOW, "firing")]
     finally:
-        await broker.stop()
         for client in clients:
             await client.aclose()
 
@@ -164,3 +163,81 @@ async def test_snapshots_published_while_the_service_was_down_are_read(
             return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
 
         await eventually(low_fired)
+
+
+def other(advertiser_id: str, valid_grant: str, minute: int) -> AccountBalanceSnapshot:
+    return snapshot(valid_grant, minute).model_copy(update={"advertiser_id": advertiser_id})
+
+
+async def test_one_batch_folds_each_advertisers_snapshots_in_stream_order(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """Entries written before the service starts arrive as one batch: three advertisers
+    interleaved, one duplicate; each advertiser's episodes still open and close in order."""
+    settings = quiet(settings)
+    stream = settings.streams.snapshots
+    drains = [("300", 0), ("10", 1), ("10", 1), ("0", 2), ("400", 3)]
+    for valid_grant, minute in drains:
+        for advertiser_id in ("81", "82", "83"):
+            payload = other(advertiser_id, valid_grant, minute).to_json()
+            await redis_client.xadd(stream, {"__data__": payload})
+    async with service_role(settings, settings.redis_url or ""):
+        await eventually(lambda: drained(redis_client, stream, "detectors"))
+    transitions = [
+        parse_transition(body(f)) for f in await entries(redis_client, settings.streams.alerts)
+    ]
+    assert len({t.transition_id for t in transitions}) == len(transitions)
+    balance_kinds = (credit_balance.LOW, credit_balance.EXHAUSTED)
+    for advertiser_id in ("81", "82", "83"):
+        seen = [
+            (t.kind, t.status, t.observed_at - T0)
+            for t in transitions
+            if t.advertiser_id == advertiser_id and t.kind in balance_kinds
+        ]
+        assert seen == [
+            (credit_balance.LOW, "firing", timedelta(minutes=1)),
+            (credit_balance.EXHAUSTED, "firing", timedelta(minutes=2)),
+            (credit_balance.LOW, "resolved", timedelta(minutes=3)),
+            (credit_balance.EXHAUSTED, "resolved", timedelta(minutes=3)),
+        ]
+
+
+async def test_a_batch_that_keeps_colliding_is_split_and_every_state_commits(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """Another replica writes one account of the batch while it is evaluated, twice: the
+    batch is retried, then split, and every account's transitions are committed once."""
+    store = StateStore(redis_client, settings.streams, AccountState, "state")
+    rival = SyncRedis.from_url(settings.redis_url or "")
+    ledger = AccountLedger()
+    ids = ("91", "92", "93")
+    for advertiser_id in ids:
+        first = other(advertiser_id, "300", 0)
+        await store.apply(
+            advertiser_id,
+            partial(evaluate, snapshot=first, ledger=ledger, settings=settings.detect),
+        )
+    interference = {"left": 2}
+
+    def step(advertiser_id: str) -> Step[AccountState]:
+        low = other(advertiser_id, "5", 1)
+
+        def run(state: AccountState | None) -> Evaluation[AccountState] | None:
+            if advertiser_id == "92" and interference["left"]:
+                interference["left"] -= 1
+                rival.set(store.key("92"), rival.get(store.key("92")) or b"")
+            return evaluate(state, low, ledger, settings.detect)
+
+        return run
+
+    try:
+        transitions = await store.apply_many({i: step(i) for i in ids})
+    finally:
+        rival.close()
+    assert interference["left"] == 0
+    fired = sorted((t.advertiser_id, t.kind) for t in transitions if t.kind == credit_balance.LOW)
+    assert fired == [(i, credit_balance.LOW) for i in ids]
+    assert await alerts_on_stream(redis_client, settings) == [(credit_balance.LOW, "firing")] * 3
+    for advertiser_id in ids:
+        state = await store.load(advertiser_id)
+        assert state is not None and credit_balance.LOW in state.open
