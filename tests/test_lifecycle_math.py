@@ -9,6 +9,7 @@ from config.ledger import Credit
 from service.detect.burn import daily_average, intraday, rate
 from service.detect.cash import runway_days
 from service.detect.discount import discount_used
+from service.detect.facts import thin
 from service.detect.forecast import exhaustion_at
 from service.detect.reconcile import grant_at
 from service.detect.state import BalancePoint
@@ -162,3 +163,24 @@ def test_discount_used_is_percent_of_spend_on_valid_days_capped() -> None:
     assert discount_used(credit, days) == D(80)
     days[T0.date() + timedelta(days=2)] = D(480)
     assert discount_used(credit, days) == D(100)
+
+
+def test_a_day_of_history_is_thinned_to_hourly_points_without_changing_a_steady_burn() -> None:
+    # 288 polls 5 minutes apart, 0.25 of credit spent per poll: 72 per day.
+    points = [
+        BalancePoint(at=at(i / 12), grant=D(1000) - D("0.25") * i, cash=D(0)) for i in range(288)
+    ]
+    now = points[-1].at
+    kept = thin(points, now=now)
+    # The last hour as observed (13 points from now - 1 h), then one point per older hour.
+    recent = [p for p in kept if p.at >= now - timedelta(hours=1)]
+    assert len(recent) == 13
+    assert len(kept) - len(recent) == 23
+    assert all(p in points for p in kept)
+    series = [(p.at, p.grant) for p in points]
+    thinned = [(p.at, p.grant) for p in kept]
+    assert intraday(thinned) == intraday(series)
+    full = intraday(series)
+    assert full is not None and full[0] == D(72)
+    # Thinning again changes nothing.
+    assert thin(kept, now=now) == kept
