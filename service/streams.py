@@ -154,18 +154,16 @@ def consume(
     )
     # A bounded read: entries read but not yet handled count as pending, and a consumer
     # hoarding thousands would see them reclaimed by its peers before it got to them.
+    read: dict[str, Any] = {
+        "group": group,
+        "consumer": consumer,
+        "polling_interval": polling_ms,
+        "max_records": read_count,
+    }
+    title = f"{stream}:{group}"
     live: list[Subscriber]
     if handle_batch is None:
-        one = broker.subscriber(
-            stream=StreamSub(
-                stream,
-                group=group,
-                consumer=consumer,
-                polling_interval=polling_ms,
-                max_records=read_count,
-            ),
-            title=f"{stream}:{group}",
-        )
+        one = broker.subscriber(stream=StreamSub(stream, **read), title=title)
 
         @one
         async def on_entry(message: RedisStreamMessage) -> None:
@@ -176,16 +174,7 @@ def consume(
     else:
         run_batch = handle_batch
         batch = broker.subscriber(
-            stream=StreamSub(
-                stream,
-                group=group,
-                consumer=consumer,
-                polling_interval=polling_ms,
-                max_records=read_count,
-                batch=True,
-            ),
-            parser=_ids_only,
-            title=f"{stream}:{group}",
+            stream=StreamSub(stream, batch=True, **read), parser=_ids_only, title=title
         )
 
         @batch
