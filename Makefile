@@ -19,8 +19,8 @@ demo: install
 	$(BIN)/creditwatch demo $(if $(filter-out 0,$(DURATION)),--duration $(DURATION))
 
 lint: install
-	$(BIN)/ruff check service workers config tests
-	$(BIN)/ruff format --check service workers config tests
+	$(BIN)/ruff check service workers config tests bench
+	$(BIN)/ruff format --check service workers config tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -48,7 +48,10 @@ clean:
 	rm -rf $(VENV) .creditwatch .mypy_cache .ruff_cache .pytest_cache
 
 # Benchmarks (not part of the tests): each prints its figures and appends to bench/RESULTS.md.
+# Run one at a time: they share the cores. About 8 minutes on 2 cores.
 bench: install
 	$(BIN)/python -m bench.publish_throughput
 	$(BIN)/python -m bench.detector_throughput
 	$(BIN)/python -m bench.poll_cycle
+	$(BIN)/python -m bench.alert_latency
+	$(BIN)/python -m bench.memory

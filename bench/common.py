@@ -6,15 +6,17 @@ run, and appends one row to ``bench/RESULTS.md``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import mkdtemp
 
+import httpx
 import redis
 
 from service.embedded_redis import EmbeddedRedis
@@ -68,3 +70,22 @@ def record(name: str, figures: str, ratio: str, target: str, met: bool, note: st
     )
     with RESULTS.open("a") as out:
         out.write(row)
+
+
+async def wait_until_up(
+    url: str, *, alive: Callable[[], bool] = lambda: True, within_s: float = 60
+) -> None:
+    """Until ``url`` answers 200; SystemExit if ``alive()`` turns false or time runs out."""
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient() as http:
+        while True:
+            if not alive():
+                raise SystemExit(f"the process behind {url} exited")
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not answer within {within_s:.0f} s")
+            await asyncio.sleep(0.2)

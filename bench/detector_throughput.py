@@ -20,18 +20,21 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
-from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 
 from bench.common import Timer, record, redis_url
-from config.settings import ApiSettings, DetectSettings, NotifySettings, Settings, StreamSettings
+from config.api import ApiSettings
+from config.settings import DetectSettings, NotifySettings, Settings, StreamSettings
 from service.alerts import parse_transition
 from service.detect.evaluate import evaluate
 from service.detect.state import AccountState
 from service.ledger import AccountLedger
 from service.logs import configure_logging
 from service.roles import service_role
+from service.streams import DATA_FIELD, Entry, payload_of, read_entries
+from tests.streams import drained
 from workers.snapshots import AccountBalanceSnapshot, BalanceInfo, parse_snapshot
 
 ADVERTISERS = int(os.environ.get("BENCH_ADVERTISERS", "10000"))
@@ -73,7 +76,9 @@ def expected(settings: DetectSettings) -> Counter[tuple[str, str]]:
     state: AccountState | None = None
     kinds: Counter[tuple[str, str]] = Counter()
     for poll in range(POLLS):
-        result = evaluate(state, parse_snapshot(payload(0, poll)), NO_LEDGER, settings)
+        snapshot = parse_snapshot(payload(0, poll))
+        assert isinstance(snapshot, AccountBalanceSnapshot)
+        result = evaluate(state, snapshot, NO_LEDGER, settings)
         if result is not None:
             state = result.state
             kinds.update((t.kind, t.status) for t in result.transitions)
@@ -84,31 +89,27 @@ async def fill(redis: Redis, stream: str, items: list[bytes]) -> None:
     for start in range(0, len(items), 5000):
         async with redis.pipeline(transaction=False) as pipe:
             for item in items[start : start + 5000]:
-                pipe.xadd(stream, {"__data__": item})
+                pipe.xadd(stream, {DATA_FIELD: item})
             await pipe.execute()
 
 
 async def reference(redis: Redis, stream: str) -> float:
+    """The bare loop: XREADGROUP 1,000 at a time, decode each entry's JSON, XACK."""
     await redis.xgroup_create(stream, "reference", id="0")
     with Timer() as timer:
         while True:
-            reply = await redis.xreadgroup("reference", "r1", {stream: ">"}, count=1000)
+            reply = cast(
+                "list[tuple[bytes, list[Entry]]]",
+                await redis.xreadgroup("reference", "r1", {stream: ">"}, count=1000),
+            )
             if not reply:
                 break
             ids = []
             for entry_id, fields in reply[0][1]:
-                json.loads(fields[b"__data__"])
+                json.loads(fields[DATA_FIELD])
                 ids.append(entry_id)
             await redis.xack(stream, "reference", *ids)
     return timer.seconds
-
-
-async def drained(redis: Redis, stream: str, group: str) -> bool:
-    info = await redis.xinfo_stream(stream)
-    for g in await redis.xinfo_groups(stream):
-        if g["name"] == group.encode():
-            return bool(g["last-delivered-id"] == info["last-generated-id"] and g["pending"] == 0)
-    return False
 
 
 async def main() -> None:
@@ -133,8 +134,8 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
             ours_s = time.perf_counter() - started
         transitions = [
-            parse_transition(BinaryMessageFormatV1.parse(fields[b"__data__"])[0])
-            for _, fields in await redis.xrange(streams.alerts)
+            parse_transition(payload_of(fields))
+            for _, fields in await read_entries(redis, streams.alerts, count=10_000_000)
         ]
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=10_000)]
         for start in range(0, len(keys), 1000):

@@ -1,9 +1,15 @@
-"""Benchmark 3: one full poll cycle at the API's QPS bound.
+"""Benchmark 3: one full poll cycle of balances + cost at the API's QPS bound.
 
-The sandbox serves 10,000 advertisers in 5 business centers with a QPS limit of 10; the
-client's budget is 10 too. One cycle = every page of balances of every business center, all
-business centers at once (as the scheduler runs them). Bound = requests needed / QPS; target:
-cycle time <= 1.15 x bound and no 40100 reply.
+The sandbox (its own process, as the real API is) serves 10,000 advertisers in 5 business
+centers with a QPS limit of 10; the client's budget is 10 too. One cycle = every page of
+``/advertiser/balance/get/`` and every page of ``/bc/account/cost/get/`` for the poller's
+default spend lookback (``poll.spend_lookback_days`` days, one day per query, plus the one
+``/bc/balance/get/`` the cost poller asks for the API's date) for every business center. The
+real ``BalancePoller`` and ``CostPoller`` run it, one job per (source, business center), all at
+once with the scheduler's 50 ms stagger of first runs, through one ``TikTokClient`` and one
+``QpsBudget``; snapshots go to an in-memory publisher. Bound = requests needed (the replies
+with code 0, counted by the sandbox) / QPS; target: cycle time <= 1.15 x bound and no 40100
+reply.
 """
 
 from __future__ import annotations
@@ -13,17 +19,22 @@ import math
 import subprocess
 import sys
 import tempfile
-import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from bench.common import Timer, record
-from config.settings import TikTokSettings
+from bench.common import Timer, record, wait_until_up
+from config.settings import PollSettings, TikTokSettings
 from service.logs import configure_logging
 from tests.servers import free_port
+from workers.poller import BalancePoller, PollResult, SourcePoller
 from workers.ratelimit import QpsBudget
+from workers.snapshots import Snapshot
+from workers.spend_poller import CostPoller
 from workers.tiktok import TikTokClient
 
 CENTERS = 5
@@ -32,6 +43,10 @@ QPS = 10
 PAGE = 50
 # What the poller uses (tiktok.qps_margin_s): absorbs send-time jitter at the API's clock.
 MARGIN_S = TikTokSettings().qps_margin_s
+# The cost poller's default window: one query per UTC day.
+LOOKBACK_DAYS = PollSettings().spend_lookback_days
+# The scheduler spreads the first runs of its jobs this far apart (workers.poller.schedule).
+STAGGER_S = 0.05
 
 
 def scenario() -> str:
@@ -60,18 +75,31 @@ def scenario() -> str:
     return "\n".join(lines) + "\n"
 
 
-async def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as http:
-        while True:
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("sandbox did not start")
-            await asyncio.sleep(0.2)
+class Collected:
+    """A publisher that keeps count of what the pollers would have put on the stream."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+
+    async def publish(self, snapshots: list[Snapshot]) -> int:
+        self.kinds.update(snapshot.kind for snapshot in snapshots)
+        return len(snapshots)
+
+
+async def reject(
+    *, source: str, reason: str, payload: bytes, error: str, entry_id: str = ""
+) -> None:
+    raise AssertionError(f"{source} rejected {entry_id}: {reason}: {error}")
+
+
+def staggered(
+    poller: SourcePoller, bc_id: str, delay_s: float
+) -> Callable[[], Awaitable[PollResult | None]]:
+    async def job() -> PollResult | None:
+        await asyncio.sleep(delay_s)
+        return await poller.poll(bc_id)
+
+    return job
 
 
 async def main() -> None:
@@ -95,6 +123,7 @@ async def main() -> None:
         ],
         stdout=subprocess.DEVNULL,
     )
+    published = Collected()
     try:
         await wait_until_up(f"{root}/_sandbox/stats")
         settings = TikTokSettings(
@@ -103,25 +132,52 @@ async def main() -> None:
             qps=QPS,
             page_size=PAGE,
         )
-        async with TikTokClient(settings, budget=QpsBudget(QPS, margin_s=MARGIN_S)) as api:
-            centers = [f"70{c}" for c in range(CENTERS)]
-            with Timer() as cycle:
-                results = await asyncio.gather(*(api.advertiser_balances(c) for c in centers))
         async with httpx.AsyncClient() as http:
-            stats = (await http.get(f"{root}/_sandbox/stats")).json()
+            before: dict[str, Any] = (await http.get(f"{root}/_sandbox/stats")).json()
+        budget = QpsBudget(QPS, margin_s=MARGIN_S)
+        async with TikTokClient(settings, budget=budget) as api:
+            pollers: list[SourcePoller] = [
+                BalancePoller(api, published, reject=reject),
+                CostPoller(api, published, reject=reject, lookback_days=LOOKBACK_DAYS),
+            ]
+            centers = [f"70{c}" for c in range(CENTERS)]
+            jobs = [
+                staggered(poller, bc_id, STAGGER_S * index)
+                for index, (poller, bc_id) in enumerate(
+                    (poller, bc_id) for poller in pollers for bc_id in centers
+                )
+            ]
+            with Timer() as cycle:
+                results = await asyncio.gather(*(job() for job in jobs))
+        async with httpx.AsyncClient() as http:
+            stats: dict[str, Any] = (await http.get(f"{root}/_sandbox/stats")).json()
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
-    rows = sum(len(r) for r in results)
-    requests = CENTERS * math.ceil(PER_CENTER / PAGE)
-    bound = requests / QPS
-    throttled = stats["throttled"]
+    if any(result is None for result in results):
+        raise SystemExit("a poll failed (see the log above)")
+    by_path = Counter(stats["requests_by_path"]) - Counter(before["requests_by_path"])
+    by_code = Counter(stats["replies_by_code"]) - Counter(before["replies_by_code"])
+    by_path = Counter({p: n for p, n in by_path.items() if "/_sandbox/" not in p})
+    sent = sum(by_path.values())
+    needed = by_code["0"]
+    pages = math.ceil(PER_CENTER / PAGE)
+    expected = CENTERS * (pages + 1 + LOOKBACK_DAYS * pages)
+    assert needed == expected, (needed, expected, dict(by_path))
+    assert published.kinds["account_balance"] == CENTERS * PER_CENTER, published.kinds
+    assert published.kinds["daily_spend"] == CENTERS * PER_CENTER * LOOKBACK_DAYS, published.kinds
+    bound = needed / QPS
+    throttled = stats["throttled"] - before["throttled"]
     ratio = cycle.seconds / bound
-    assert rows == CENTERS * PER_CENTER, rows
+    paths = ", ".join(f"{n} {p}" for p, n in sorted(by_path.items()))
+    print(f"requests sent: {paths}; client attempts {budget.granted}", flush=True)
     record(
-        "poll cycle, balances (10,000 advertisers, 5 BCs, QPS 10)",
-        f"{cycle.seconds:.1f} s for {requests} requests (bound {bound:.1f} s); "
-        f"{throttled} replies 40100; max {stats['max_requests_per_second']} requests in 1 s",
+        f"poll cycle, balances + cost ({LOOKBACK_DAYS} days) "
+        f"({CENTERS * PER_CENTER:,} advertisers, {CENTERS} BCs, QPS {QPS})",
+        f"{cycle.seconds:.1f} s for {needed} requests needed (bound {bound:.1f} s; "
+        f"{CENTERS * pages} balance pages, {CENTERS * LOOKBACK_DAYS * pages} cost pages, "
+        f"{CENTERS} BC balance); {sent} sent; {throttled} replies 40100; "
+        f"max {stats['max_requests_per_second']} requests in 1 s",
         f"{ratio:.2f} x bound",
         "<= 1.15 x bound, 0 x 40100",
         ratio <= 1.15 and throttled == 0,
