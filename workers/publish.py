@@ -11,6 +11,7 @@ Usage::
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from faststream.redis import RedisBroker
@@ -64,6 +65,6 @@ class SnapshotPublisher:
                 entry = await stream_entry(snapshot.to_json(), snapshot.snapshot_id)
                 pipe.xadd(self._stream, entry, maxlen=self._maxlen, approximate=True)
             await pipe.execute()
-        for snapshot in snapshots:
-            metrics.SNAPSHOTS_PUBLISHED.labels(kind=snapshot.kind).inc()
+        for kind, count in Counter(snapshot.kind for snapshot in snapshots).items():
+            metrics.SNAPSHOTS_PUBLISHED.labels(kind=kind).inc(count)
         return len(snapshots)
