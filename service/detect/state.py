@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -67,7 +67,11 @@ class Profile(_Frozen):
     currency: str
 
 
-class BalancePoint(_Frozen):
+# The two records a state holds many of are named tuples, stored as JSON arrays: a third
+# smaller in Redis than objects with field names, and quicker to decode on every snapshot.
+
+
+class BalancePoint(NamedTuple):
     """Balances at one observation: intraday burn is read from their drops."""
 
     at: AwareDatetime
@@ -75,7 +79,7 @@ class BalancePoint(_Frozen):
     cash: Decimal
 
 
-class DayFigure(_Frozen):
+class DayFigure(NamedTuple):
     """One day's spend as last observed; a later observation replaces it, never adds."""
 
     cash: Decimal
