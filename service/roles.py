@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, StreamSettings
 from service.alerts import AlertTransition
+from service.collector import tune_collector
 from service.connections import connect
 from service.deadletter import DeadLetters
 from service.deliver.pipeline import NotifyPipeline, build_receivers
@@ -97,6 +98,7 @@ async def service_role(
     """Detectors on the snapshot stream and notifiers on the alerts stream, until exit;
     and the HTTP app (status page, API, metrics) when ``api.enabled``."""
     streams = settings.streams
+    tune_collector()
     redis, broker = connect(redis_url)
     http = httpx.AsyncClient()
     try:
