@@ -2,15 +2,17 @@
 
 Two kinds of state: ``AccountState`` per advertiser (balances, spend per day, processed
 transactions, open alert episodes, ...) and ``CenterState`` per business center (source
-status, the center's own balance). A state and the alert transitions it causes are written
-together (WATCH/MULTI/EXEC), so a snapshot is either fully applied (state saved *and* its
-transitions on the alerts stream) or not at all. A re-delivered or older snapshot finds its
-fact already recorded and emits nothing: "at-least-once in, exactly-once alerts out".
+status, the center's own balance). States and the alert transitions they cause are written
+together (WATCH/MULTI/EXEC), a whole batch of states at a time, so a snapshot is either fully
+applied (state saved *and* its transitions on the alerts stream) or not at all. A
+re-delivered or older snapshot finds its fact already recorded and emits nothing:
+"at-least-once in, exactly-once alerts out".
 
 Usage::
 
     store = StateStore(redis, settings.streams, AccountState, "state")
     transitions = await store.apply(advertiser_id, lambda state: evaluate(state, ...))
+    transitions = await store.apply_many({advertiser_id: step, ...})   # one transaction
 """
 
 from __future__ import annotations
