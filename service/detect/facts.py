@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import datetime, timedelta
 
 from service.detect.burn import INTRADAY_WINDOW
@@ -87,19 +88,19 @@ def thin(history: list[BalancePoint], *, now: datetime) -> list[BalancePoint]:
     (drops add up across merged intervals); a top-up within a thinned hour hides that hour's
     drops from the intraday estimate, which the daily figures outweigh anyway.
     """
-    horizon = now - INTRADAY_WINDOW
-    recent = now - FULL_RESOLUTION
+    # ``history`` is oldest first (only newer points are ever appended): the two cut-offs
+    # are found by bisection, and only the points in between are looked at one by one.
+    times = [point.at for point in history]
+    first = bisect_left(times, now - INTRADAY_WINDOW)
+    split = bisect_left(times, now - FULL_RESOLUTION, lo=first)
     kept: list[BalancePoint] = []
     last_hour = None
-    for point in history:
-        if point.at < horizon:
-            continue
-        if point.at < recent:
-            hour = point.at.timestamp() // 3600
-            if hour == last_hour:
-                continue
+    for point in history[first:split]:
+        hour = point.at.timestamp() // 3600
+        if hour != last_hour:
+            kept.append(point)
             last_hour = hour
-        kept.append(point)
+    kept += history[split:]
     return kept
 
 
