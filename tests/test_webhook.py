@@ -16,6 +16,7 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.deliveries import message_id
 from service.deliver.http_status import retry_after_s
+from service.deliver.sender import chains
 from tests.notify import T0, Announced, notify_settings, pipeline, transition
 from tests.receiver import SECRET, Reply, WebhookSink
 from tests.streams import entries
@@ -217,3 +218,22 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_s("Sun, 22 Nov 2026 12:00:45 GMT", now) == 45.0
     assert retry_after_s("soon", now) is None
     assert retry_after_s(None, now) is None
+
+
+def test_an_episodes_notifications_go_out_in_order_and_others_alongside() -> None:
+    claimed = [
+        "hooks:al_1:resolved",
+        "hooks:al_2:firing",
+        "hooks:al_1:firing",
+        "ops:al_1:firing",
+        "hooks:al_3:firing:repeat-2",
+        "hooks:al_3:resolved",
+        "slack:grp_9:1",
+    ]
+    assert chains(claimed) == [
+        ["hooks:al_1:firing", "hooks:al_1:resolved"],
+        ["hooks:al_2:firing"],
+        ["ops:al_1:firing"],
+        ["hooks:al_3:firing:repeat-2", "hooks:al_3:resolved"],
+        ["slack:grp_9:1"],
+    ]

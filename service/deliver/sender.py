@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 import jinja2
@@ -37,7 +38,7 @@ from service.deliver.receivers import Outcome, Receiver
 from service.deliver.schedule import honour_retry_after, next_wait
 from workers import wire
 
-__all__ = ["ResolveReceiver", "Sender", "wait_for_event"]
+__all__ = ["ResolveReceiver", "Sender", "chains", "wait_for_event"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,23 @@ async def wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
+
+
+# A webhook delivery's id is ``<receiver>:<alert_id>:<status>[:repeat-<n>]``.
+_EPISODE_PART = re.compile(r":(?:firing|resolved)(?::repeat-\d+)?$")
+
+
+def chains(delivery_ids: Sequence[str]) -> list[list[str]]:
+    """Claimed deliveries in the order they must go out: one chain per receiver and alert
+    episode, its firing before its resolved; different chains may go out at once.
+
+    Sent side by side, an episode's two notifications (claimed in one round when an alert
+    clears quickly) could reach the receiver resolved-first, leaving it firing there.
+    """
+    by_episode: dict[str, list[str]] = {}
+    for delivery_id in delivery_ids:
+        by_episode.setdefault(_EPISODE_PART.sub("", delivery_id), []).append(delivery_id)
+    return [sorted(chain, key=lambda i: ":resolved" in i) for chain in by_episode.values()]
 
 
 class Sender:
@@ -84,9 +102,13 @@ class Sender:
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
         ids = await self._store.claim(self._clock(), lease=self._lease)
-        await asyncio.gather(*(self._process(delivery_id) for delivery_id in ids))
+        await asyncio.gather(*(self._process_chain(chain) for chain in chains(ids)))
         metrics.RETRY_QUEUE.set(await self._store.queue_size())
         return len(ids)
+
+    async def _process_chain(self, delivery_ids: Sequence[str]) -> None:
+        for delivery_id in delivery_ids:
+            await self._process(delivery_id)
 
     async def _process(self, delivery_id: str) -> None:
         delivery = await self._store.get(delivery_id)
@@ -203,14 +225,15 @@ class Sender:
         Each claimed delivery runs as a task of its own, so one slow endpoint (a 15 s timeout)
         does not hold up the others; its lease keeps it from being claimed twice meanwhile.
         """
-        in_flight: dict[asyncio.Task[None], str] = {}
+        in_flight: dict[asyncio.Task[None], list[str]] = {}
         try:
             while not stopping.is_set():
                 wake.clear()
                 try:
-                    for delivery_id in await self._store.claim(self._clock(), lease=self._lease):
-                        task = asyncio.create_task(self._process_logged(delivery_id))
-                        in_flight[task] = delivery_id
+                    claimed = await self._store.claim(self._clock(), lease=self._lease)
+                    for chain in chains(claimed):
+                        task = asyncio.create_task(self._process_logged(chain))
+                        in_flight[task] = chain
                         task.add_done_callback(lambda done: in_flight.pop(done, None))
                     metrics.RETRY_QUEUE.set(await self._store.queue_size())
                 except Exception:
@@ -219,15 +242,16 @@ class Sender:
         finally:
             # Stopped mid-attempt: hand the deliveries back so a restart tries them at once
             # (had the attempt gone through, the receiver drops the repeat by its id).
-            interrupted = list(in_flight.values())
+            interrupted = [delivery_id for chain in in_flight.values() for delivery_id in chain]
             for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._store.release(interrupted, self._clock())
 
-    async def _process_logged(self, delivery_id: str) -> None:
-        try:
-            await self._process(delivery_id)
-        except Exception:
-            log.exception("delivery.process_failed", delivery_id=delivery_id)
+    async def _process_logged(self, delivery_ids: Sequence[str]) -> None:
+        for delivery_id in delivery_ids:
+            try:
+                await self._process(delivery_id)
+            except Exception:
+                log.exception("delivery.process_failed", delivery_id=delivery_id)
