@@ -322,3 +322,14 @@ async def test_the_notifiers_deliver_to_subscriptions_made_through_the_api(
         ("credit.low", "firing"),
         ("credit.low", "resolved"),
     ]
+
+
+async def test_a_credit_posted_with_plain_dates_is_valid_all_of_its_last_day(
+    http: httpx.AsyncClient,
+) -> None:
+    dated = {**CREDIT, "id": "dated", "valid_from": "2026-11-01", "valid_to": "2026-11-30"}
+    created = await http.post("/v1/credits", json=dated, headers=AUTH)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["valid_from"].startswith("2026-11-01T00:00:00")
+    assert body["valid_to"].startswith("2026-12-01T00:00:00")  # the end of the 30th, as in YAML
