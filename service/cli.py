@@ -23,6 +23,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             roles: dict[str, list[RoleFactory]] = {
                 "run": [service_role, poller_role],
-                "poller": [poller_role],
+                "poller": [partial(poller_role, serve_metrics=True)],
                 "service": [service_role],
             }
             asyncio.run(_run_roles(settings, roles[args.command]))

@@ -12,7 +12,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import TextIO
 
@@ -36,6 +36,8 @@ from service.ledger_store import ConfigLedger, RedisLedger
 from service.streams import DETECTORS, NOTIFIERS, GroupKeeper, consume, ensure_group
 from workers.bc_balance_poller import BcBalancePoller
 from workers.claims import TickClaims
+from workers.http_server import listening
+from workers.ops_http import ops_app
 from workers.poll_marks import PollMarks
 from workers.poller import BalancePoller, SourcePoller, schedule
 from workers.publish import SnapshotPublisher
@@ -147,11 +149,18 @@ async def service_role(
 
 
 @asynccontextmanager
-async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[SourcePoller]]:
+async def poller_role(
+    settings: Settings,
+    redis_url: str,
+    *,
+    serve_metrics: bool = False,
+    on_listening: Callable[[str], None] | None = None,
+) -> AsyncIterator[list[SourcePoller]]:
     """One scheduled poll per (source, business center), publishing snapshots, until exit.
 
     Sources: balances, daily spend (cost and report), credit transactions, the BC balance;
-    all share one client, so one QPS budget.
+    all share one client, so one QPS budget. With ``serve_metrics`` (a poller in a process
+    of its own) ``/healthz`` and ``/metrics`` are served on ``api.host``:``api.port``.
     """
     redis, broker = connect(redis_url)
     poll = settings.poll
@@ -191,7 +200,10 @@ async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[
             log.info("poller.started", bc_ids=settings.tiktok.bc_ids)
             pollers = [poller for poller, _ in jobs]
             try:
-                yield pollers
+                async with AsyncExitStack() as ops:
+                    if serve_metrics and settings.api.enabled:
+                        await ops.enter_async_context(_ops_http(settings, on_listening))
+                    yield pollers
             finally:
                 scheduler.pause()
                 for poller in pollers:
@@ -201,3 +213,13 @@ async def poller_role(settings: Settings, redis_url: str) -> AsyncIterator[list[
     finally:
         await broker.stop()
         await redis.aclose()
+
+
+def _ops_http(
+    settings: Settings, on_listening: Callable[[str], None] | None
+) -> AbstractAsyncContextManager[str]:
+    """A lone poller's ``/healthz`` and ``/metrics``, where the service would serve its app."""
+    api = settings.api
+    return listening(
+        ops_app(), host=api.host, port=api.port, name="poller", on_listening=on_listening
+    )

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import structlog
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -239,3 +241,35 @@ async def test_throttled_polls_retry_and_complete(settings: Settings, redis_clie
             )
         stats = sandbox.sandbox.stats.as_dict()
         assert stats["throttled"] > 0, stats
+
+
+async def test_a_poller_on_its_own_serves_health_and_metrics(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """``creditwatch poller`` has no service app beside it: it serves its own /metrics."""
+    async with SandboxServer(parse_scenario(SCENARIO)) as sandbox, WebhookSink() as sink:
+        settings = wired(settings, sandbox, sink)
+        urls: list[str] = []
+        url = settings.redis_url or ""
+        # Counters are per process: earlier tests may have published balances already.
+        labels = {"kind": "account_balance"}
+        before = REGISTRY.get_sample_value("creditwatch_snapshots_published_total", labels) or 0
+        async with (
+            poller_role(settings, url, serve_metrics=True, on_listening=urls.append),
+            httpx.AsyncClient() as http,
+        ):
+            [root] = urls
+            assert (await http.get(f"{root}/healthz")).text == "ok"
+
+            async def balances_published() -> bool:
+                text = (await http.get(f"{root}/metrics")).text
+                return any(
+                    sample.name == "creditwatch_snapshots_published_total"
+                    and sample.labels == labels
+                    and sample.value > before
+                    for family in text_string_to_metric_families(text)
+                    if family.name == "creditwatch_snapshots_published"
+                    for sample in family.samples
+                )
+
+            await eventually(balances_published)

@@ -1,24 +1,29 @@
 """Serving an ASGI app with uvicorn inside the running event loop, on a chosen or free port.
 
-Used for the sandbox API, the tests' local receivers and the service's HTTP surface.
+Used for the sandbox API, the tests' local receivers, the service's HTTP surface and the
+standalone poller's metrics.
 
 Usage::
 
     async with AsgiServer(app, port=0) as server:
         httpx.get(server.url + "/healthz")
+    async with listening(app, host="127.0.0.1", port=8080, name="api") as url: ...
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from types import TracebackType
 
+import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["AsgiServer"]
+__all__ = ["AsgiServer", "listening"]
+
+log = structlog.get_logger(__name__)
 
 
 class _Server(uvicorn.Server):
@@ -128,3 +133,20 @@ class AsgiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    name: str,
+    on_listening: Callable[[str], None] | None = None,
+) -> AsyncIterator[str]:
+    """``app`` served until exit, its URL logged as ``<name>.listening`` and yielded."""
+    async with AsgiServer(app, host=host, port=port) as server:
+        log.info(f"{name}.listening", url=server.url)
+        if on_listening is not None:
+            on_listening(server.url)
+        yield server.url

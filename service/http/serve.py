@@ -27,7 +27,7 @@ from config.settings import PollSettings, Settings
 from service.http.app import ApiContext, create_app
 from service.http.asyncapi import asyncapi_document, declare_streams
 from workers.bc_balance_poller import BcBalancePoller
-from workers.http_server import AsgiServer
+from workers.http_server import listening
 from workers.poll_marks import PollMarks
 from workers.poller import BalancePoller
 from workers.spend_poller import CostPoller, ReportPoller
@@ -84,8 +84,8 @@ async def serve_api(
     if not api.enabled:
         yield None
         return
-    async with AsgiServer(create_app(ctx), host=api.host, port=api.port) as server:
-        log.info("api.listening", url=server.url)
-        if on_listening is not None:
-            on_listening(server.url)
-        yield server.url
+    app = create_app(ctx)
+    async with listening(
+        app, host=api.host, port=api.port, name="api", on_listening=on_listening
+    ) as url:
+        yield url
