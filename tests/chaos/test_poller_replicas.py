@@ -70,6 +70,8 @@ async def test_polling_survives_a_killed_replica(
             "CREDITWATCH_TIKTOK__BC_IDS": "7000000000009",
             "CREDITWATCH_POLL__BALANCE_INTERVAL_S": str(INTERVAL_S),
             "CREDITWATCH_LOG_LEVEL": "info",
+            # Each serves /metrics: replicas on one host need a port each (0: any free one).
+            "CREDITWATCH_API__PORT": "0",
         }
         pollers = [
             Role(
@@ -103,7 +105,9 @@ async def test_polling_survives_a_killed_replica(
                     return len(await balance_times(redis_client, stream, draining)) >= 4
 
                 await eventually(polling, within=30)
-                both_polled = all("poller.started" in p.output() for p in pollers)
+                both_polled = all(
+                    p.process.poll() is None and "poller.listening" in p.output() for p in pollers
+                )
                 pollers[0].kill()
                 killed_at = time.time()
 
