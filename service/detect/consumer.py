@@ -70,6 +70,29 @@ class Detector:
 
     async def handle_batch(self, entries: Sequence[tuple[bytes, str]]) -> list[AlertTransition]:
         """Apply a batch of (payload, entry id); malformed ones go to the dead-letter stream."""
+        accounts, centers = await self._sort(entries)
+        transitions = await self._centers.apply_many(
+            {bc_id: _center_steps(snapshots) for bc_id, snapshots in centers.items()}
+        )
+        transitions += await self._apply_accounts(accounts)
+        applied = sum(map(len, accounts.values())) + sum(map(len, centers.values()))
+        metrics.SNAPSHOTS_CONSUMED.labels(outcome="applied").inc(applied)
+        for transition in transitions:
+            metrics.ALERTS.labels(kind=transition.kind, status=transition.status).inc()
+            log.info(
+                "alert.transition",
+                kind=transition.kind,
+                status=transition.status,
+                advertiser_id=transition.advertiser_id,
+                alert_id=transition.alert_id,
+            )
+        return transitions
+
+    async def _sort(
+        self, entries: Sequence[tuple[bytes, str]]
+    ) -> tuple[dict[str, list[AccountSnapshot]], dict[str, list[CenterSnapshot]]]:
+        """The batch's snapshots by the state they advance, in stream order; the malformed
+        ones set aside on the dead-letter stream."""
         accounts: dict[str, list[AccountSnapshot]] = {}
         centers: dict[str, list[CenterSnapshot]] = {}
         for payload, entry_id in entries:
@@ -89,22 +112,7 @@ class Detector:
                 centers.setdefault(snapshot.bc_id, []).append(snapshot)
             else:
                 accounts.setdefault(snapshot.advertiser_id, []).append(snapshot)
-        transitions = await self._centers.apply_many(
-            {bc_id: _center_steps(snapshots) for bc_id, snapshots in centers.items()}
-        )
-        transitions += await self._apply_accounts(accounts)
-        applied = sum(map(len, accounts.values())) + sum(map(len, centers.values()))
-        metrics.SNAPSHOTS_CONSUMED.labels(outcome="applied").inc(applied)
-        for transition in transitions:
-            metrics.ALERTS.labels(kind=transition.kind, status=transition.status).inc()
-            log.info(
-                "alert.transition",
-                kind=transition.kind,
-                status=transition.status,
-                advertiser_id=transition.advertiser_id,
-                alert_id=transition.alert_id,
-            )
-        return transitions
+        return accounts, centers
 
     async def _apply_accounts(
         self, accounts: dict[str, list[AccountSnapshot]]
