@@ -197,9 +197,7 @@ class StateStore(Generic[S]):
         raw = await self._redis.get(self.key(state_id))
         return self._decode(state_id, raw)
 
-    async def apply(
-        self, state_id: str, evaluate: Callable[[S | None], Evaluation[S] | None]
-    ) -> list[AlertTransition]:
+    async def apply(self, state_id: str, evaluate: Step[S]) -> list[AlertTransition]:
         """Run ``evaluate`` on the current state and commit its result with its transitions.
 
         ``evaluate`` returns None when the snapshot changes nothing (a duplicate or an older
