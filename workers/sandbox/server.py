@@ -330,10 +330,10 @@ def _bc_account_cost_get(sim: Simulation, params: QueryParams) -> dict[str, Any]
     _check_span(last - first, "date")
     keyword = _optional_str(filtering, "keyword")
     accounts = [a for a in _listed(sim, center) if _keyword_match(a, keyword)]
-    costs = [(a, sim.spend_between(a.advertiser_id, first, last)) for a in accounts]
-    page, page_info = _paginate(costs, params)
-    rows = [_cost_row(account, spend) for account, spend in page]
-    summary = _cost_amounts(sum((spend for _, spend in costs), DaySpend()), center.currency)
+    page, page_info = _paginate(accounts, params)
+    rows = [_cost_row(a, sim.spend_between(a.advertiser_id, first, last)) for a in page]
+    listed = tuple(a.advertiser_id for a in accounts)
+    summary = _cost_amounts(sim.total_spend_between(listed, first, last), center.currency)
     return {"cost_list": rows, "transaction_summary": summary, "page_info": page_info}
 
 

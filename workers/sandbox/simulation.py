@@ -347,6 +347,10 @@ class Simulation:
         self._revoked: set[str] = set()
         self._transaction_ids = itertools.count(1)
         self.applied: list[AppliedEvent] = []
+        # Bumped by anything that changes what a reply is computed from (time, spend, events).
+        self._revision = 0
+        self._totals: dict[tuple[tuple[str, ...], date, date], DaySpend] = {}
+        self._totals_revision = -1
         self._apply_due(self._now)
 
     @property
@@ -385,6 +389,7 @@ class Simulation:
             self._settle(breakpoint_)
             self._apply_due(breakpoint_)
         self._now = when
+        self._revision += 1
 
     def apply_now(self, action: EventAction) -> AppliedEvent:
         """Apply an action at the current simulated time (for the admin API)."""
@@ -442,6 +447,23 @@ class Simulation:
                 total += spend
         return total
 
+    def total_spend_between(
+        self, advertiser_ids: tuple[str, ...], first: date, last: date
+    ) -> DaySpend:
+        """The summed spend of these accounts over the days ``first`` to ``last``.
+
+        A listing's summary is asked for on every one of its pages; over thousands of
+        accounts it is remembered until anything changes, so a page costs its own rows.
+        """
+        if self._totals_revision != self._revision:
+            self._totals.clear()
+            self._totals_revision = self._revision
+        key = (advertiser_ids, first, last)
+        if key not in self._totals:
+            spends = (self.spend_between(a, first, last) for a in advertiser_ids)
+            self._totals[key] = sum(spends, DaySpend())
+        return self._totals[key]
+
     def budget(self, advertiser_id: str) -> BudgetView:
         """Budget fields; the period is the UTC day, UTC month, or since start."""
         account = self.account(advertiser_id)
@@ -475,6 +497,7 @@ class Simulation:
         """Book all spend from the last breakpoint to ``until``; ``until`` starts the next."""
         if until <= self._anchor:
             return
+        self._revision += 1
         day = _utc_day(self._anchor)
         for account in self._accounts.values():
             spent = _draw(account.settled, account.burn_rate_per_hour, until - self._anchor)
@@ -488,6 +511,7 @@ class Simulation:
             self._apply(event, at)
 
     def _apply(self, action: EventAction, at: datetime) -> AppliedEvent:
+        self._revision += 1
         account = self.account(action.advertiser_id)
         balances = account.settled
         amount = action.amount
