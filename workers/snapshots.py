@@ -52,6 +52,15 @@ NonNegativeAmount = Annotated[Amount, Field(ge=0)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
 
 
+class _Published(BaseModel):
+    """What every snapshot shares: how it is written to the stream."""
+
+    def to_json(self) -> bytes:
+        """JSON for the stream. Money goes as strings (``"12.30"``): exact for every reader,
+        including one that would read a JSON number as a float."""
+        return self.model_dump_json().encode()
+
+
 class BalanceInfo(BaseModel):
     """The ``balance_info`` object of ``/advertiser/balance/get/``, every amount kept."""
 
@@ -73,7 +82,7 @@ class BalanceInfo(BaseModel):
     frozen_credit_balance: NonNegativeAmount = Decimal(0)
 
 
-class AccountBalanceSnapshot(BaseModel):
+class AccountBalanceSnapshot(_Published):
     """One advertiser's balances as one poll of its business center saw them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
@@ -118,11 +127,8 @@ class AccountBalanceSnapshot(BaseModel):
             }
         )
 
-    def to_json(self) -> bytes:
-        return wire.dumps(self.model_dump(mode="python"))
 
-
-class DailySpendSnapshot(BaseModel):
+class DailySpendSnapshot(_Published):
     """One advertiser's spend on one day, split by what paid for it.
 
     ``bc_cost`` days are UTC dates (``/bc/account/cost/get/``); ``report`` days are the
@@ -205,9 +211,6 @@ class DailySpendSnapshot(BaseModel):
             }
         )
 
-    def to_json(self) -> bytes:
-        return wire.dumps(self.model_dump(mode="python"))
-
 
 def _metric(metrics: dict[str, Any], name: str) -> Decimal | None:
     """A report metric: a decimal string, read exactly; None (invalid) if it is not one."""
@@ -229,7 +232,7 @@ def _local_time(text: Any, zone: Any) -> datetime | None:
         return None
 
 
-class CreditTransactionSnapshot(BaseModel):
+class CreditTransactionSnapshot(_Published):
     """One ``PROMOTION_ISSUED`` or ``PROMOTION_EXPIRED`` transaction; processed once by id."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
@@ -271,11 +274,8 @@ class CreditTransactionSnapshot(BaseModel):
             }
         )
 
-    def to_json(self) -> bytes:
-        return wire.dumps(self.model_dump(mode="python"))
 
-
-class BcBalanceSnapshot(BaseModel):
+class BcBalanceSnapshot(_Published):
     """A Business Center's own balance (``/bc/balance/get/``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
@@ -302,11 +302,8 @@ class BcBalanceSnapshot(BaseModel):
             }
         )
 
-    def to_json(self) -> bytes:
-        return wire.dumps(self.model_dump(mode="python"))
 
-
-class SourceStatusSnapshot(BaseModel):
+class SourceStatusSnapshot(_Published):
     """Whether one poll of one source got through; ``auth_failed`` is 40105/40104."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -322,9 +319,6 @@ class SourceStatusSnapshot(BaseModel):
     @property
     def snapshot_id(self) -> str:
         return f"{self.kind}:{self.bc_id}:{self.source}:{self.observed_at.isoformat()}"
-
-    def to_json(self) -> bytes:
-        return wire.dumps(self.model_dump(mode="python"))
 
 
 # One stream carries every snapshot kind, told apart by `kind`.
