@@ -7,11 +7,12 @@ Usage::
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
+
+from config.text_list import split_list
 
 __all__ = ["ApiSettings"]
 
@@ -30,12 +31,7 @@ class ApiSettings(BaseModel):
     @field_validator("tokens", mode="before")
     @classmethod
     def _tokens_from_text(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
     @field_validator("tokens")
     @classmethod

@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from decimal import Decimal
@@ -39,6 +38,7 @@ from pydantic_settings import (
 from config.api import ApiSettings
 from config.ledger import Credits, LadderPrograms
 from config.notify import NotifySettings, WebhookSubscriber
+from config.text_list import split_list
 
 __all__ = [
     "ENV_PREFIX",
@@ -60,16 +60,6 @@ REAL_API_BASE_URL = "https://business-api.tiktok.com/open_api/v1.3"
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names it (env name and file path)."""
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` as well as ``["a", "b"]`` for list settings given as text."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 class _Section(BaseModel):
@@ -95,7 +85,7 @@ class TikTokSettings(_Section):
     @field_validator("bc_ids", mode="before")
     @classmethod
     def _bc_ids_from_text(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("bc_ids")
     @classmethod
