@@ -23,10 +23,9 @@ from config.settings import (
     PollSettings,
     Settings,
     TikTokSettings,
-    WebhookSubscriber,
 )
 from service.roles import poller_role, service_role
-from tests.receiver import SECRET, WebhookSink
+from tests.receiver import WebhookSink
 from tests.waiting import eventually
 from workers.sandbox import DEMO_SCENARIO, SandboxServer, load_scenario
 
@@ -96,9 +95,7 @@ async def ops_stack(settings: Settings) -> AsyncIterator[Stack]:
                 "detect": DetectSettings(stale_intervals=200),
                 "notify": NotifySettings(
                     console=False,
-                    webhooks=[
-                        WebhookSubscriber(name="e2e", url=sink.url, secret=SecretStr(SECRET))
-                    ],
+                    webhooks=[sink.subscriber("e2e")],
                 ),
                 "api": ApiSettings(tokens=[SecretStr(TOKEN)], port=0),
                 "credits": list(scenario.ledger.credits),

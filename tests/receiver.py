@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from config.notify import WebhookSubscriber
 from workers.http_server import AsgiServer
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -47,6 +49,7 @@ class WebhookSink:
     def __init__(self, replies: list[Reply] | None = None, secret: str = SECRET) -> None:
         self.replies = list(replies or [])
         self.received: list[Received] = []
+        self._secret = secret
         self._verifier = Webhook(secret)
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
         self._server = AsgiServer(app)
@@ -54,6 +57,11 @@ class WebhookSink:
     @property
     def url(self) -> str:
         return f"{self._server.url}/hook"
+
+    def subscriber(self, name: str, kinds: list[str] | None = None) -> WebhookSubscriber:
+        """A webhook receiver setting that delivers here, signed with this sink's secret."""
+        wanted = {} if kinds is None else {"kinds": kinds}
+        return WebhookSubscriber(name=name, url=self.url, secret=SecretStr(self._secret), **wanted)
 
     def payloads(self) -> list[dict[str, Any]]:
         return [r.payload for r in self.received if r.payload is not None]

@@ -25,7 +25,6 @@ from config.settings import (
     PollSettings,
     Settings,
     TikTokSettings,
-    WebhookSubscriber,
 )
 from service.roles import poller_role, service_role
 from tests.receiver import SECRET, WebhookSink
@@ -86,7 +85,7 @@ def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink, **tikto
             "detect": DetectSettings(stale_intervals=200),
             "notify": NotifySettings(
                 console=False,
-                webhooks=[WebhookSubscriber(name="e2e", url=sink.url, secret=SecretStr(SECRET))],
+                webhooks=[sink.subscriber("e2e")],
             ),
         }
     )

@@ -31,12 +31,11 @@ from config.settings import (
     Settings,
     StreamSettings,
     TikTokSettings,
-    WebhookSubscriber,
 )
 from service.detect.state import AccountState, StateStore
 from service.roles import poller_role, service_role
 from service.streams import NOTIFIERS
-from tests.receiver import SECRET, WebhookSink
+from tests.receiver import WebhookSink
 from tests.streams import drained
 from tests.waiting import eventually
 from workers.sandbox import SandboxServer, parse_scenario
@@ -163,7 +162,7 @@ def _settings(redis_url: str, tmp: Path, sandbox: SandboxServer, sink: WebhookSi
         detect=DetectSettings(stale_intervals=10, reconcile_after_h=6),
         notify=NotifySettings(
             console=False,
-            webhooks=[WebhookSubscriber(name="life", url=sink.url, secret=SecretStr(SECRET))],
+            webhooks=[sink.subscriber("life")],
         ),
     )
 

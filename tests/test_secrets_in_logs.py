@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config.api import ApiSettings
-from config.notify import EmailReceiverSettings, NotifySettings, Route, WebhookSubscriber
+from config.notify import EmailReceiverSettings, NotifySettings, Route
 from config.settings import DetectSettings, Settings, TikTokSettings
 from tests.receiver import SECRET, WebhookSink
 from tests.servers import free_port
@@ -49,9 +49,7 @@ async def test_no_secret_reaches_logs_or_errors(
                 "api": ApiSettings(port=0, tokens=[SecretStr(API_TOKEN)]),
                 "notify": NotifySettings(
                     console=False,
-                    webhooks=[
-                        WebhookSubscriber(name="hook", url=sink.url, secret=SecretStr(SECRET))
-                    ],
+                    webhooks=[sink.subscriber("hook")],
                     receivers=[
                         EmailReceiverSettings(
                             name="mail",

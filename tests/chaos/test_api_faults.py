@@ -8,10 +8,10 @@ from collections import Counter
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from config.notify import NotifySettings, WebhookSubscriber
+from config.notify import NotifySettings
 from config.settings import PollSettings, Settings, TikTokSettings
 from service.roles import poller_role, service_role
-from tests.receiver import SECRET, WebhookSink
+from tests.receiver import WebhookSink
 from tests.waiting import eventually
 from workers.sandbox import SandboxServer, parse_scenario
 
@@ -60,14 +60,7 @@ async def test_alerts_stay_right_against_a_faulty_api(
                 "poll": PollSettings(balance_interval_s=1.0),
                 "notify": NotifySettings(
                     console=False,
-                    webhooks=[
-                        WebhookSubscriber(
-                            name="chaos",
-                            url=sink.url,
-                            secret=SecretStr(SECRET),
-                            kinds=["credit.low", "credit.exhausted"],
-                        )
-                    ],
+                    webhooks=[sink.subscriber("chaos", kinds=["credit.low", "credit.exhausted"])],
                 ),
             }
         )

@@ -8,15 +8,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from config.notify import NotifySettings, WebhookSubscriber
+from config.notify import NotifySettings
 from config.settings import Settings
 from service.roles import service_role
 from service.streams import read_entries
 from tests.chaos.processes import Role
-from tests.receiver import SECRET, WebhookSink
+from tests.receiver import WebhookSink
 from tests.streams import body, entries
 from tests.waiting import eventually
 from workers.sandbox import SandboxServer, parse_scenario
@@ -85,14 +84,7 @@ async def test_polling_survives_a_killed_replica(
             update={
                 "notify": NotifySettings(
                     console=False,
-                    webhooks=[
-                        WebhookSubscriber(
-                            name="chaos",
-                            url=sink.url,
-                            secret=SecretStr(SECRET),
-                            kinds=["credit.low", "credit.exhausted"],
-                        )
-                    ],
+                    webhooks=[sink.subscriber("chaos", kinds=["credit.low", "credit.exhausted"])],
                 )
             }
         )

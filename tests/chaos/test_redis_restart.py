@@ -11,13 +11,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from faststream.redis import RedisBroker
-from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from config.notify import NotifySettings, WebhookSubscriber
+from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
-from tests.receiver import SECRET, WebhookSink
+from tests.receiver import WebhookSink
 from tests.servers import RedisProcess
 from tests.waiting import eventually
 from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
@@ -65,14 +64,7 @@ async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) ->
                     console=False,
                     # A delivery leased when Redis died is retried once its lease runs out.
                     delivery_lease=timedelta(seconds=3),
-                    webhooks=[
-                        WebhookSubscriber(
-                            name="chaos",
-                            url=sink.url,
-                            secret=SecretStr(SECRET),
-                            kinds=["credit.low", "credit.exhausted"],
-                        )
-                    ],
+                    webhooks=[sink.subscriber("chaos", kinds=["credit.low", "credit.exhausted"])],
                 ),
             )
             stream = settings.streams.snapshots
