@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import structlog
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
@@ -34,8 +33,6 @@ from workers.spend_poller import CostPoller, ReportPoller
 from workers.transaction_poller import TransactionPoller
 
 __all__ = ["api_context", "poll_intervals", "serve_api"]
-
-log = structlog.get_logger(__name__)
 
 
 def poll_intervals(poll: PollSettings) -> dict[str, float]:
