@@ -54,18 +54,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from bench.common import record, redis_url
+from bench.common import percentile, record, redis_url
 from config.api import ApiSettings
 from config.notify import NotifySettings, Route, WebhookReceiverSettings
 from config.settings import Settings, StreamSettings
-from service.alerts import parse_transition
 from service.connections import RedisTarget, connect
 from service.logs import configure_logging
 from service.roles import service_role
-from service.streams import DETECTORS, Entry, payload_of, read_entries
+from service.streams import DETECTORS, Entry, read_entries
+from workers.contract.alerts import parse_transition
+from workers.contract.envelope import payload_of
+from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 from workers.http_server import AsgiServer
 from workers.publish import SnapshotPublisher
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 LOAD_PER_S = 1_000
 CHUNK = 50  # snapshots per publish: one pipeline, every CHUNK / LOAD_PER_S seconds
@@ -176,14 +177,25 @@ class Receiver:
 # --- the service role (child process) ---------------------------------------------------
 
 
-def service_settings(url: str, prefix: str, hook_url: str, secret: str) -> Settings:
-    receiver = WebhookReceiverSettings(name="bench", url=hook_url, secret=SecretStr(secret))
-    # Every alert a group of its own, sent at once: the latency is the pipeline's, not a wait
-    # the configuration asked for. No quiet hours. (allow_private_urls guards API
-    # subscriptions only; a configured receiver may be on localhost.)
+def service_settings(
+    url: str,
+    prefix: str,
+    hook_url: str,
+    secret: str,
+    *,
+    receiver_name: str = "bench",
+    group_by: tuple[str, ...] = ("...",),
+) -> Settings:
+    """The service of a bench: one signed webhook receiver, every group sent at once.
+
+    By default every alert is a group of its own: the latency is the pipeline's, not a wait
+    the configuration asked for. No quiet hours. (allow_private_urls guards API
+    subscriptions only; a configured receiver may be on localhost.)
+    """
+    receiver = WebhookReceiverSettings(name=receiver_name, url=hook_url, secret=SecretStr(secret))
     route = Route(
-        receiver="bench",
-        group_by=["..."],
+        receiver=receiver_name,
+        group_by=list(group_by),
         group_wait=timedelta(0),
         group_interval=timedelta(0),
     )
@@ -335,13 +347,6 @@ async def detection_ms(redis: Redis, stream: str, sent_wall: dict[str, float]) -
         if sent is not None and transition.kind in KINDS and transition.status == "firing":
             out.append(int(entry_id.split(b"-")[0]) - sent * 1000)
     return sorted(out)
-
-
-def percentile(sorted_ms: list[float], p: float) -> float:
-    """Nearest rank."""
-    if not sorted_ms:
-        return math.inf
-    return sorted_ms[max(0, math.ceil(p / 100 * len(sorted_ms)) - 1)]
 
 
 async def wait_arrivals(event: asyncio.Event, done: Callable[[], bool], deadline: float) -> None:

@@ -7,6 +7,7 @@ run, and appends one row to ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import time
@@ -54,6 +55,13 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._start
+
+
+def percentile(sorted_ms: list[float], p: float) -> float:
+    """Nearest rank; infinite when there is no sample."""
+    if not sorted_ms:
+        return math.inf
+    return sorted_ms[max(0, math.ceil(p / 100 * len(sorted_ms)) - 1)]
 
 
 def record(name: str, figures: str, ratio: str, target: str, met: bool, note: str = "") -> None:

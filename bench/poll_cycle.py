@@ -7,7 +7,7 @@ default spend lookback (``poll.spend_lookback_days`` days, one day per query, pl
 ``/bc/balance/get/`` the cost poller asks for the API's date) for every business center. The
 real ``BalancePoller`` and ``CostPoller`` run it, one job per (source, business center), all at
 once with the scheduler's 50 ms stagger of first runs, through one ``TikTokClient`` and one
-``QpsBudget``; snapshots go to an in-memory publisher. Bound = requests needed (the replies
+``ApiBudget``; snapshots go to an in-memory publisher. Bound = requests needed (the replies
 with code 0, counted by the sandbox) / QPS; target: cycle time <= 1.15 x bound and no 40100
 reply.
 """
@@ -30,10 +30,10 @@ from pydantic import SecretStr
 from bench.common import Timer, record, wait_until_up
 from config.settings import PollSettings, TikTokSettings
 from service.logs import configure_logging
-from tests.servers import free_port
+from tests.support.servers import free_port
+from workers.api_budget import ApiBudget, RateLimits
+from workers.contract.snapshots import Snapshot
 from workers.poller import BalancePoller, PollResult, SourcePoller
-from workers.ratelimit import QpsBudget
-from workers.snapshots import Snapshot
 from workers.spend_poller import CostPoller
 from workers.tiktok import TikTokClient
 
@@ -134,7 +134,7 @@ async def main() -> None:
         )
         async with httpx.AsyncClient() as http:
             before: dict[str, Any] = (await http.get(f"{root}/_sandbox/stats")).json()
-        budget = QpsBudget(QPS, margin_s=MARGIN_S)
+        budget = ApiBudget(RateLimits(QPS), margin_s=MARGIN_S)
         async with TikTokClient(settings, budget=budget) as api:
             pollers: list[SourcePoller] = [
                 BalancePoller(api, published, reject=reject),

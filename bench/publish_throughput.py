@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from bench.common import Timer, record, redis_url
 from config.settings import StreamSettings
+from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 from workers.publish import SnapshotPublisher
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 ADVERTISERS = 10_000
 POLLS = 20

@@ -1,4 +1,4 @@
-"""Settings of the service's HTTP surface: where it listens and who may call ``/v1``.
+"""Settings of the service's HTTP surface: where it listens, who may call ``/v1``, its limits.
 
 Usage::
 
@@ -27,6 +27,16 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     # Bearer tokens accepted on /v1 routes; none configured means /v1 answers 401 to all.
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # A larger request body is refused with 413, before more of it is read.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Requests served at once; more get 503 with Retry-After (/healthz is never refused).
+    # The app has a Redis pool of its own, of as many connections (a request uses one at a
+    # time), apart from the pipeline's: a burst of requests cannot starve the background work.
+    max_concurrency: int = Field(default=64, ge=1, le=1000)
+    # How long a request waits for one of those connections before its 503.
+    redis_wait_s: float = Field(default=5.0, gt=0, le=60)
+    # /metrics names receivers and streams: off, it wants a bearer token like /v1.
+    metrics_public: bool = False
 
     @field_validator("tokens", mode="before")
     @classmethod

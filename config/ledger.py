@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from config.fields import Currency, Name, TikTokId
+
 __all__ = [
     "Credit",
     "CreditType",
@@ -43,14 +45,30 @@ __all__ = [
 CreditType = Literal["free", "assignable", "conditional", "discount", "ladder_reward"]
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2, allow_inf_nan=False)]
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+# A ledger date outside these years is a typo (year 1, 9999): refused, because rules add
+# and subtract days and hours around it and would overflow on every snapshot.
+FIRST_YEAR = 2000
+LAST_YEAR = 2100
+_RANGE = f"must be a date in the years {FIRST_YEAR}..{LAST_YEAR}"
+_EARLIEST = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+_LATEST = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC)
 
 
 def _plain_date(value: Any) -> Any:
     """``"2026-11-30"`` (JSON, environment) is a date like YAML's unquoted 2026-11-30."""
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        return date.fromisoformat(value.strip())
+        value = date.fromisoformat(value.strip())
+    if isinstance(value, date) and not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(_RANGE)
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    """Checked in UTC: the bounds' margin of a day absorbs any offset without overflow."""
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError(_RANGE)
     return value
 
 
@@ -70,8 +88,8 @@ def _end_of(value: Any) -> Any:
     return value
 
 
-Start = Annotated[AwareDatetime, BeforeValidator(_start_of)]
-End = Annotated[AwareDatetime, BeforeValidator(_end_of)]
+Start = Annotated[AwareDatetime, BeforeValidator(_start_of), AfterValidator(_in_range)]
+End = Annotated[AwareDatetime, BeforeValidator(_end_of), AfterValidator(_in_range)]
 
 
 class _Entry(BaseModel):
@@ -88,8 +106,8 @@ class DiscountTerms(_Entry):
 class Credit(_Entry):
     """One credit from the Promotions page. A discount credit's ``amount`` is its cap."""
 
-    id: Id
-    advertiser_id: Id
+    id: Name
+    advertiser_id: TikTokId
     name: str = Field(default="", max_length=256)
     type: CreditType
     amount: Money
@@ -131,8 +149,8 @@ class LadderTier(_Entry):
 class LadderProgram(_Entry):
     """A "spend X, get Y" program: an earning window and its tiers, lowest first."""
 
-    id: Id
-    advertiser_id: Id
+    id: Name
+    advertiser_id: TikTokId
     name: str = Field(default="", max_length=256)
     currency: Currency
     window_start: Start

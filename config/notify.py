@@ -4,7 +4,9 @@ The ``notify`` section of the YAML file. Receivers are a list discriminated on `
 (console, webhook, slack, email), each with a unique ``name``; the route tree (Alertmanager's
 model) names them. Everything is checked at load: a route naming an unknown receiver, a bad
 glob, an unknown time zone or a template that does not compile is a SettingsError naming its
-path, so ``creditwatch check-config`` catches it before the service starts.
+path, so ``creditwatch check-config`` catches it before the service starts. The value types
+it is built from (durations, secrets, globs, names) are ``config/fields.py``'s; the retired
+``notify.webhooks`` form is refused in ``config/settings.py`` (``RETIRED``).
 
 Usage::
 
@@ -15,47 +17,61 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from pydantic import (
-    BaseModel,
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     SecretStr,
     field_validator,
     model_validator,
 )
 
+from config.fields import (
+    Duration,
+    GlobsByLabel,
+    Name,
+    Secret,
+    Section,
+    check_http_url,
+    clock_time,
+    known_zone,
+    one_or_many,
+)
+from config.matchers import Matcher, parse_matcher
+
 __all__ = [
     "BUILTIN_LABELS",
+    "DEFAULT_INHIBIT_RULES",
     "TEMPLATE_NAMES",
     "WEEKDAYS",
     "AnyReceiver",
+    "AppriseReceiverSettings",
     "ConsoleReceiverSettings",
-    "Duration",
+    "DigestSchedule",
+    "DiscordReceiverSettings",
     "EmailReceiverSettings",
+    "InhibitRule",
     "MuteTimeInterval",
     "NotifySettings",
+    "OpsgenieReceiverSettings",
+    "PagerDutyReceiverSettings",
     "ReceiverSettings",
     "RetrySchedule",
     "Route",
     "SilenceDefaults",
     "SlackReceiverSettings",
+    "TeamsReceiverSettings",
+    "TelegramReceiverSettings",
     "TimeRange",
     "WebhookReceiverSettings",
-    "WebhookSubscriber",
     "Weekday",
-    "check_glob",
-    "format_duration",
-    "parse_duration",
 ]
 
 # What a route or a silence can match on, besides the labels declared per account.
@@ -67,93 +83,12 @@ TEMPLATE_NAMES = ("subject", "text", "html", "slack_title", "slack_alert")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
-_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> Any:
-    """``90``, ``"5s"``, ``"30m"``, ``"1h30m"``, ``"3d"`` -> timedelta; anything else unchanged."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return timedelta(seconds=float(text))
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNITS_S[u] for n, u in parts))
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
-    return value
-
-
-def format_duration(value: timedelta) -> str:
-    """The short form ``parse_duration`` reads: 5400 s -> ``1h30m``."""
-    seconds = value.total_seconds()
-    if seconds == 0:
-        return "0s"
-    out = ""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS_S[unit]
-        count, seconds = divmod(seconds, size)
-        if count:
-            out += f"{int(count)}{unit}"
-    if seconds:
-        out += f"{round(seconds * 1000)}ms"
-    return out
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-]
-
-
-def check_glob(pattern: str) -> str:
-    """A glob as ``fnmatch`` reads it; unbalanced brackets and empty patterns are refused."""
-    if not pattern:
-        raise ValueError("empty glob")
-    depth = 0
-    for char in pattern:
-        if char == "[":
-            if depth:
-                raise ValueError(f"bad glob {pattern!r}: nested '['")
-            depth = 1
-        elif char == "]" and depth:
-            depth = 0
-    if depth:
-        raise ValueError(f"bad glob {pattern!r}: '[' without ']'")
-    return pattern
-
-
-def _secret_from_env(value: Any) -> Any:
-    """``${NAME}`` reads the secret from environment variable NAME, so YAML can be shared."""
-    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-    if isinstance(raw, str) and (found := re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", raw)):
-        name = found.group(1)
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
-    return value
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_secret_from_env)]
-
 
 def _every_day() -> list[Weekday]:
     return ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetrySchedule(_Section):
+class RetrySchedule(Section):
     """Waits between attempts of one delivery; its length + 1 is the number of attempts.
 
     The default follows Standard Webhooks (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, ...) and gives
@@ -171,60 +106,69 @@ class RetrySchedule(_Section):
     jitter: float = Field(default=0.2, ge=0, lt=1)
     max_retry_after: Duration = timedelta(hours=24)
 
-    @property
-    def max_attempts(self) -> int:
-        return len(self.delays) + 1
 
-
-class TimeRange(_Section):
+class TimeRange(Section):
     """``start``-``end`` local time; ``22:00``-``07:00`` spans midnight."""
 
     start: time
     end: time
 
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _hh_mm(cls, value: Any) -> Any:
-        if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
-            hours, minutes = value.strip().split(":")
-            if hours == "24" and minutes == "00":
-                return time(23, 59, 59, 999999)
-            return time(int(hours), int(minutes))
-        return value
+    _hh_mm = field_validator("start", "end", mode="before")(clock_time)
 
 
-class MuteTimeInterval(_Section):
+class MuteTimeInterval(Section):
     """Quiet hours: non-critical alerts routed through it wait until it ends."""
 
-    name: str = Field(pattern=_NAME)
+    name: Name
     time_zone: str = "UTC"
     weekdays: list[Weekday] = Field(default_factory=_every_day)
     times: list[TimeRange] = Field(default_factory=list)  # none: the whole day
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    _zone = field_validator("time_zone")(known_zone)
 
 
-class SilenceDefaults(_Section):
+class SilenceDefaults(Section):
     """Defaults of ``creditwatch silence add``."""
 
     duration: Duration = timedelta(hours=2)
     max_duration: Duration = timedelta(days=90)
+    # Pending or active silences at once (POST /v1/silences beyond: 409); as many expired
+    # records are kept, the oldest dropped first.
+    max_active: int = Field(default=500, ge=1, le=100_000)
 
 
-class _ReceiverBase(_Section):
-    name: str = Field(pattern=_NAME)
+class DigestSchedule(Section):
+    """When a receiver gets its digest: ``daily`` or ``weekly`` (on ``weekday``) at ``at``,
+    local time in ``time_zone``."""
+
+    schedule: Literal["daily", "weekly"] = "daily"
+    at: time = time(8, 0)
+    time_zone: str = "UTC"
+    weekday: Weekday = "monday"
+
+    _zone = field_validator("time_zone")(known_zone)
+    _hh_mm = field_validator("at", mode="before")(clock_time)
+
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _short_day(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            for day in WEEKDAYS:
+                if len(text) >= 3 and day.startswith(text):
+                    return day
+        return value
+
+
+class _ReceiverBase(Section):
+    name: Name
     send_resolved: bool = True
     # Messages per second; a burst waits its turn rather than being dropped.
     rate_limit_per_s: float | None = Field(default=None, gt=0)
     templates: dict[str, str] = Field(default_factory=dict)
     template_dir: Path | None = None
+    # Gets what this receiver could not deliver after its last attempt.
+    fallback: Name | None = None
 
     @field_validator("templates")
     @classmethod
@@ -248,16 +192,15 @@ class _ReceiverBase(_Section):
         return value
 
 
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an http(s) URL")
-    return value
-
-
 def _whsec(value: SecretStr) -> SecretStr:
     raw = value.get_secret_value()
     if not raw.startswith("whsec_") or len(raw) < 6 + 16:
         raise ValueError("must be a whsec_ secret of at least 16 base64 characters")
+    return value
+
+
+def _secret_http_url(value: SecretStr) -> SecretStr:
+    check_http_url(value.get_secret_value())
     return value
 
 
@@ -268,15 +211,39 @@ class ConsoleReceiverSettings(_ReceiverBase):
 
 
 class WebhookReceiverSettings(_ReceiverBase):
-    """A Standard Webhooks endpoint: one signed POST per transition."""
+    """A Standard Webhooks endpoint: one signed POST per transition.
+
+    ``secret``, or ``secrets`` while rotating: every delivery is signed with each of them (one
+    ``v1,<signature>`` per secret in the ``webhook-signature`` header), so the endpoint may
+    verify with the old or the new one while it changes over.
+    """
 
     type: Literal["webhook"] = "webhook"
     url: str
-    secret: Secret
+    secret: Secret | None = None
+    secrets: list[Annotated[Secret, AfterValidator(_whsec)]] = Field(
+        default_factory=list, max_length=10
+    )
     timeout_s: float = Field(default=15.0, gt=0, le=120)
 
-    _url = field_validator("url")(_http_url)
-    _secret = field_validator("secret")(_whsec)
+    _url = field_validator("url")(check_http_url)
+
+    @field_validator("secret")
+    @classmethod
+    def _one_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _whsec(value)
+
+    @model_validator(mode="after")
+    def _secret_or_secrets(self) -> WebhookReceiverSettings:
+        if self.secret is None and not self.secrets:
+            raise ValueError("secret (or secrets, while rotating) is required")
+        if self.secret is not None and self.secrets:
+            raise ValueError("give secret or secrets, not both")
+        return self
+
+    @property
+    def signing_secrets(self) -> list[SecretStr]:
+        return [self.secret] if self.secret is not None else list(self.secrets)
 
 
 class SlackReceiverSettings(_ReceiverBase):
@@ -286,12 +253,9 @@ class SlackReceiverSettings(_ReceiverBase):
     url: Secret
     timeout_s: float = Field(default=15.0, gt=0, le=120)
     rate_limit_per_s: float | None = Field(default=1.0, gt=0)  # Slack allows about 1/s
+    digest: DigestSchedule | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _url_is_http(cls, value: SecretStr) -> SecretStr:
-        _http_url(value.get_secret_value())
-        return value
+    _url = field_validator("url")(_secret_http_url)
 
 
 class EmailReceiverSettings(_ReceiverBase):
@@ -304,8 +268,9 @@ class EmailReceiverSettings(_ReceiverBase):
     username: str | None = None
     password: Secret | None = None
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    to: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    to: Annotated[list[str], BeforeValidator(one_or_many)] = Field(min_length=1)
     timeout_s: float = Field(default=30.0, gt=0, le=300)
+    digest: DigestSchedule | None = None
 
     @field_validator("to")
     @classmethod
@@ -322,36 +287,102 @@ class EmailReceiverSettings(_ReceiverBase):
         return {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
+class PagerDutyReceiverSettings(_ReceiverBase):
+    """PagerDuty Events API v2: trigger on firing, resolve on resolved, by the alert id."""
+
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: Secret
+    # The EU service region uses https://events.eu.pagerduty.com/v2/enqueue.
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+
+    _url = field_validator("url")(check_http_url)
+
+
+class OpsgenieReceiverSettings(_ReceiverBase):
+    """Opsgenie Alert API: create by alias on firing, close by alias on resolved."""
+
+    type: Literal["opsgenie"] = "opsgenie"
+    api_key: Secret
+    # The EU instance is https://api.eu.opsgenie.com.
+    url: str = "https://api.opsgenie.com"
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+
+    _url = field_validator("url")(check_http_url)
+
+
+class _SecretUrlReceiver(_ReceiverBase):
+    """A receiver whose URL holds its secret (a webhook URL, an Apprise key)."""
+
+    url: Secret
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+
+    _url = field_validator("url")(_secret_http_url)
+
+
+class TeamsReceiverSettings(_SecretUrlReceiver):
+    """Microsoft Teams through a Workflows webhook (the URL is the secret); Adaptive Cards."""
+
+    type: Literal["teams"] = "teams"
+
+
+class DiscordReceiverSettings(_SecretUrlReceiver):
+    """A Discord channel webhook (the URL is the secret); one embed per alert."""
+
+    type: Literal["discord"] = "discord"
+
+
+class TelegramReceiverSettings(_ReceiverBase):
+    """A Telegram bot's ``sendMessage`` to one chat, as HTML."""
+
+    type: Literal["telegram"] = "telegram"
+    bot_token: Secret
+    chat_id: str = Field(pattern=r"^(-?\d+|@[A-Za-z0-9_]{5,32})$")
+    api_url: str = "https://api.telegram.org"
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+    # Telegram allows about 1 message/s per chat (20/min in groups).
+    rate_limit_per_s: float | None = Field(default=1.0, gt=0)
+
+    _url = field_validator("api_url")(check_http_url)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        # It goes into the URL path: anything but BotFather's shape is a mistake.
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", value.get_secret_value()):
+            raise ValueError("must be a bot token as BotFather gives it (123456:ABC...)")
+        return value
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class AppriseReceiverSettings(_SecretUrlReceiver):
+    """An Apprise API server's ``/notify/{key}``: it fans out to Lark, DingTalk, WeCom, ..."""
+
+    type: Literal["apprise"] = "apprise"
+    tag: str | None = None  # only the Apprise URLs with this tag (Apprise's own syntax)
+    timeout_s: float = Field(default=30.0, gt=0, le=120)  # it waits for every service
+
+
 AnyReceiver = (
     ConsoleReceiverSettings
     | WebhookReceiverSettings
     | SlackReceiverSettings
     | EmailReceiverSettings
+    | PagerDutyReceiverSettings
+    | OpsgenieReceiverSettings
+    | TeamsReceiverSettings
+    | DiscordReceiverSettings
+    | TelegramReceiverSettings
+    | AppriseReceiverSettings
 )
 ReceiverSettings = Annotated[AnyReceiver, Field(discriminator="type")]
 
 
-class WebhookSubscriber(_Section):
-    """The earlier ``notify.webhooks`` form: an endpoint plus the kinds (globs) it wants.
-
-    Still accepted: each becomes a webhook receiver with a route of its own.
-    """
-
-    name: str = Field(pattern=_NAME)
-    url: str
-    secret: Secret
-    kinds: list[str] = Field(default_factory=lambda: ["*"])
-
-    _url = field_validator("url")(_http_url)
-    _secret = field_validator("secret")(_whsec)
-
-    @field_validator("kinds")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        return [check_glob(k) for k in value]
-
-
-class Route(_Section):
+class Route(Section):
     """A node of the route tree. Unset fields are inherited from the parent.
 
     ``match`` maps a label (kind, severity, status, advertiser_id, bc_id, advertiser_name,
@@ -361,10 +392,12 @@ class Route(_Section):
     alert itself.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     receiver: str | None = None
-    match: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] = Field(default_factory=dict)
+    match: GlobsByLabel = Field(default_factory=dict)
     continue_: bool = Field(default=False, alias="continue")
     group_by: list[str] | None = None
     group_wait: Duration | None = None
@@ -373,24 +406,62 @@ class Route(_Section):
     mute_time_intervals: list[str] | None = None
     routes: list[Route] = Field(default_factory=list)
 
-    @field_validator("match")
-    @classmethod
-    def _globs(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for globs in value.values():
-            for glob in globs:
-                check_glob(glob)
-        return value
+
+class InhibitRule(Section):
+    """Alertmanager's inhibit rule: while a source alert fires, matching targets are muted.
+
+    A target (an alert matching the target side) is inhibited while some firing alert matches
+    the source side and has the same value (a missing label is the empty string) for every
+    label in ``equal``. A side is ``*_match`` (``label: glob`` or a list of globs, as in
+    routes) and/or ``*_matchers`` (Alertmanager's matcher strings, ``config/matchers.py``);
+    all of a side's conditions must hold. An alert matching both sides never inhibits one that
+    also matches both (Alertmanager's rule), so no alert inhibits itself.
+    """
+
+    source_match: GlobsByLabel = Field(default_factory=dict)
+    source_matchers: list[Annotated[Matcher, BeforeValidator(parse_matcher)]] = Field(
+        default_factory=list
+    )
+    target_match: GlobsByLabel = Field(default_factory=dict)
+    target_matchers: list[Annotated[Matcher, BeforeValidator(parse_matcher)]] = Field(
+        default_factory=list
+    )
+    equal: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _both_sides(self) -> InhibitRule:
+        for side in ("source", "target"):
+            if not getattr(self, f"{side}_match") and not getattr(self, f"{side}_matchers"):
+                raise ValueError(f"{side}_match or {side}_matchers is required")
+        return self
+
+    def label_names(self, side: Literal["source", "target"]) -> list[str]:
+        globs: dict[str, list[str]] = getattr(self, f"{side}_match")
+        matchers: list[Matcher] = getattr(self, f"{side}_matchers")
+        return [*globs, *(m.name for m in matchers)]
 
 
-class NotifySettings(_Section):
+# Out of credit makes "credit is low" and "credit runs out soon" noise for the same account.
+DEFAULT_INHIBIT_RULES = (
+    InhibitRule(
+        source_match={"kind": ["credit.exhausted"]},
+        target_match={"kind": ["credit.low", "credit.depletion_forecast"]},
+        equal=["advertiser_id", "bc_id"],
+    ),
+)
+
+
+class NotifySettings(Section):
     """Where alert transitions go, when, and how hard we try."""
 
     console: bool = True  # an implicit ``console`` receiver that gets every alert at once
-    webhooks: list[WebhookSubscriber] = Field(default_factory=list)  # the earlier form
     receivers: list[ReceiverSettings] = Field(default_factory=list)
     route: Route | None = None
     account_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     mute_time_intervals: list[MuteTimeInterval] = Field(default_factory=list)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    # The built-in rules (DEFAULT_INHIBIT_RULES) apply besides the user's unless switched off.
+    default_inhibit_rules: bool = True
     silences: SilenceDefaults = SilenceDefaults()
     retry: RetrySchedule = RetrySchedule()
     group_by: list[str] = Field(default_factory=lambda: ["kind"])
@@ -398,6 +469,9 @@ class NotifySettings(_Section):
     group_interval: Duration = timedelta(minutes=5)
     repeat_interval: Duration = timedelta(hours=24)
     promotions_url: str = "https://ads.tiktok.com/i18n/account/promotion?aadvid={advertiser_id}"
+    # Where the status page is reachable from outside (``https://credits.example.com``):
+    # incident tools and digests link to its ``/accounts/{advertiser_id}`` pages.
+    external_url: str | None = None
     history_days: int = Field(default=30, ge=1, le=3650)
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     # How long a claimed delivery stays with one sender before another may retry it: longer
@@ -407,6 +481,13 @@ class NotifySettings(_Section):
     # Webhook subscriptions made through the API must be public https endpoints (SSRF);
     # labs and tests that post to localhost or a private network switch this on.
     allow_private_urls: bool = False
+    # Webhook subscriptions made through the API (POST /v1/subscriptions beyond: 409).
+    max_subscriptions: int = Field(default=100, ge=0, le=10_000)
+
+    @field_validator("external_url")
+    @classmethod
+    def _external(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value).rstrip("/")
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifySettings:
@@ -425,16 +506,24 @@ class NotifySettings(_Section):
         _check_labels("group_by", self.group_by, labels | {"..."})
         if self.route is not None:
             _check_route(self.route, "route", set(names), set(intervals), labels)
+        _check_fallbacks(self.receivers, set(names))
+        for index, rule in enumerate(self.inhibit_rules):
+            where = f"inhibit_rules.{index}"
+            _check_labels(f"{where}.source", rule.label_names("source"), labels)
+            _check_labels(f"{where}.target", rule.label_names("target"), labels)
+            _check_labels(f"{where}.equal", rule.equal, labels)
         return self
 
+    def all_inhibit_rules(self) -> list[InhibitRule]:
+        """The built-in rules (unless ``default_inhibit_rules`` is off), then the user's."""
+        builtin = list(DEFAULT_INHIBIT_RULES) if self.default_inhibit_rules else []
+        return builtin + list(self.inhibit_rules)
+
     def all_receivers(self) -> list[AnyReceiver]:
-        """The declared receivers plus the implicit console and the earlier webhooks."""
+        """The declared receivers plus the implicit console."""
         declared: list[AnyReceiver] = list(self.receivers)
         if self.console and "console" not in {r.name for r in declared}:
             declared.append(ConsoleReceiverSettings(name="console"))
-        declared.extend(
-            WebhookReceiverSettings(name=w.name, url=w.url, secret=w.secret) for w in self.webhooks
-        )
         return declared
 
     def receiver(self, name: str) -> AnyReceiver:
@@ -446,17 +535,19 @@ class NotifySettings(_Section):
     def routes(self) -> list[Route]:
         """Independent route trees: each one that matches adds its receivers.
 
-        The implicit console and the earlier ``webhooks`` send at once (no grouping), as they
-        always did; the user's tree follows.
+        The implicit console sends at once (no grouping), as it always did; the user's tree
+        follows.
         """
-        at_once = {"group_wait": timedelta(0), "group_interval": timedelta(0)}
         trees: list[Route] = []
         if self.console and not any(r.name == "console" for r in self.receivers):
-            trees.append(Route(receiver="console", group_by=["..."], **at_once))
-        trees.extend(
-            Route(receiver=w.name, match={"kind": w.kinds}, group_by=["..."], **at_once)
-            for w in self.webhooks
-        )
+            trees.append(
+                Route(
+                    receiver="console",
+                    group_by=["..."],
+                    group_wait=timedelta(0),
+                    group_interval=timedelta(0),
+                )
+            )
         if self.route is not None:
             trees.append(self.route)
         return trees
@@ -472,6 +563,22 @@ def _check_labels(where: str, names: list[str], known: set[str] | frozenset[str]
     for name in names:
         if name not in known:
             raise ValueError(f"{where}: unknown label {name!r} (known: {', '.join(sorted(known))})")
+
+
+def _check_fallbacks(receivers: list[AnyReceiver], names: set[str]) -> None:
+    """Every ``fallback`` names a receiver, and no chain of fallbacks comes back on itself."""
+    fallbacks = {r.name: r.fallback for r in receivers if r.fallback is not None}
+    for index, receiver in enumerate(receivers):
+        if receiver.fallback is None:
+            continue
+        where = f"receivers.{index}.fallback"
+        if receiver.fallback not in names:
+            raise ValueError(f"{where}: unknown receiver {receiver.fallback!r}")
+        chain = [receiver.name]
+        while (step := fallbacks.get(chain[-1])) is not None:
+            if step in chain:
+                raise ValueError(f"{where}: fallbacks go round: {' -> '.join([*chain, step])}")
+            chain.append(step)
 
 
 def _check_route(

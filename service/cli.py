@@ -1,5 +1,6 @@
-"""The ``creditwatch`` command: demo, run, poller, service, sandbox, check-config, and the
-notification commands deliveries, silence and receivers.
+"""The ``creditwatch`` command: demo, run, poller, service, sandbox, check-config, the
+onboarding commands ``auth url|exchange|check``, and the notification commands deliveries,
+silence, receivers and digest.
 
 A bad setting exits with code 2 and one line naming it; secrets are never printed.
 
@@ -8,6 +9,7 @@ Usage::
     creditwatch demo --duration 90     # everything in one process, embedded Redis, sandbox API
     creditwatch run                    # poller + service against the real API
     creditwatch check-config           # the effective settings, secrets masked
+    creditwatch auth check             # what each token reaches, and its Finance roles
     creditwatch deliveries list --failed    # also: deliveries replay, silence, receivers
 """
 
@@ -30,29 +32,33 @@ import structlog
 from pydantic import SecretStr
 
 from config.settings import ENV_PREFIX, Settings, SettingsError, load_settings
-from service.alerts import AlertTransition
+from service.auth_commands import add_auth_subcommands, run_auth
 from service.connections import RedisTarget, connect
 from service.deliver.commands import CommandError, add_subcommands, run_command
 from service.embedded_redis import EmbeddedRedis
 from service.logs import configure_logging
 from service.roles import poller_role, service_role
-from workers.sandbox import DEMO_SCENARIO, SandboxServer, load_scenario, run_sandbox
+from workers.contract.alerts import AlertTransition
+from workers.poll_sources import demo_intervals
+from workers.sandbox import (
+    DEMO_SCENARIO,
+    SandboxServer,
+    Scenario,
+    load_scenario,
+    run_sandbox,
+)
 
 __all__ = ["main"]
 
 log = structlog.get_logger(__name__)
 
 EXIT_BAD_SETTING = 2
-DEMO_POLL_INTERVAL_S = 2.0
 # Every source polled within seconds (hours of simulated time), under the default QPS budget.
-DEMO_INTERVALS = {
-    "balance_interval_s": DEMO_POLL_INTERVAL_S,
-    "spend_interval_s": 3.0,
-    "transaction_interval_s": 3.0,
-    "report_interval_s": 6.0,
-    "bc_balance_interval_s": 4.0,
-    "spend_lookback_days": 3,
-}
+DEMO_POLL = {**demo_intervals(), "spend_lookback_days": 3}
+
+# The sandbox's spend figures do not lag, so reconciliation need not wait the real API's
+# 24-48 h before it compares a day.
+DEMO_DETECT = {"reconcile_lag_h": 0.0}
 
 RoleFactory = Callable[[Settings, str], AbstractAsyncContextManager[object]]
 
@@ -106,9 +112,12 @@ async def _demo(settings: Settings, duration_s: float | None, speed: float | Non
                         "base_url": sandbox.base_url,
                         "access_token": SecretStr(scenario.access_token),
                         "bc_ids": [bc.bc_id for bc in scenario.business_centers],
+                        # The demo polls the sandbox only, never a configured real token.
+                        "connections": [],
+                        "suspension_s": _demo_suspension_s(scenario, speed),
                     }
                 ),
-                "poll": settings.poll.model_copy(update=DEMO_INTERVALS),
+                "poll": settings.poll.model_copy(update=DEMO_POLL),
                 "notify": settings.notify.model_copy(update={"console": True}),
                 # The status page on the configured port, else on a free one (printed below).
                 "api": settings.api.model_copy(
@@ -119,28 +128,40 @@ async def _demo(settings: Settings, duration_s: float | None, speed: float | Non
                 # The scenario's ledger is what the demo's operators declared.
                 "credits": list(scenario.ledger.credits),
                 "ladder_programs": list(scenario.ledger.ladder_programs),
+                "detect": settings.detect.model_copy(update=DEMO_DETECT),
             }
         )
         print(
             f"creditwatch demo: sandbox API at {sandbox.base_url} "
             f"({scenario.speed:g} simulated seconds per second), polling every "
-            f"{DEMO_POLL_INTERVAL_S:g} s. Alerts appear below; Ctrl-C to stop.",
+            f"{DEMO_POLL['balance_interval_s']:g} s. Alerts appear below; Ctrl-C to stop.",
             flush=True,
         )
         async with (
             _redis_url(demo, fresh=True) as url,
             service_role(demo, url, console=sys.stdout, on_listening=_print_status_page),
-            poller_role(demo, url),
+            poller_role(
+                demo, url, bc_zones={bc.bc_id: bc.timezone for bc in scenario.business_centers}
+            ),
         ):
             await _until_stopped(duration_s)
     print("creditwatch demo: stopped.", flush=True)
+
+
+def _demo_suspension_s(scenario: Scenario, speed: float | None) -> float:
+    """The client's pause after a suspension, in real seconds: the sandbox's suspension lasts
+    simulated seconds, so at 3600x a 5-minute one is over in 83 ms; pause at least 1 s."""
+    speed = scenario.speed if speed is None else speed
+    if speed <= 0:
+        return scenario.suspension_s
+    return max(1.0, scenario.suspension_s / speed)
 
 
 def _print_status_page(url: str) -> None:
     print(f"creditwatch demo: status page at {url}/ (API docs at {url}/docs)", flush=True)
 
 
-NOTIFY_COMMANDS = frozenset({"deliveries", "silence", "receivers"})
+NOTIFY_COMMANDS = frozenset({"deliveries", "silence", "receivers", "digest"})
 
 
 async def _notify_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -158,6 +179,16 @@ async def _notify_command(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await broker.stop()
             await redis.aclose()
+
+
+def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
+    """The commands that run once and exit: notification (on Redis) and auth (on the API)."""
+    try:
+        if args.command == "auth":
+            return asyncio.run(run_auth(args, settings, sys.stdout))
+        return asyncio.run(_notify_command(settings, args))
+    except (CommandError, SettingsError) as error:
+        return _fail(str(error))
 
 
 def _check_config(settings: Settings) -> int:
@@ -185,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8787)
     sandbox.add_argument("--speed", type=float, default=None)
     commands.add_parser("check-config", help="validate settings and print them, masked")
+    add_auth_subcommands(commands)
     add_subcommands(commands)
     return parser
 
@@ -209,11 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "check-config":
         return _check_config(settings)
-    if args.command in NOTIFY_COMMANDS:
-        try:
-            return asyncio.run(_notify_command(settings, args))
-        except CommandError as error:
-            return _fail(str(error))
+    if args.command in NOTIFY_COMMANDS or args.command == "auth":
+        return _one_shot(settings, args)
     if args.command == "sandbox":
         run_sandbox(args.scenario, host=args.host, port=args.port, speed=args.speed)
         return 0

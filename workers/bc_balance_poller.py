@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from workers.poller import Clock, Publisher, Reject, SourcePoller
-from workers.snapshots import BcBalanceSnapshot, Snapshot
-from workers.tiktok import reply_time
+from workers.contract.snapshots import BcBalanceSnapshot, Snapshot
+from workers.poller import ApiPoller
+from workers.priorities import Priority
 
 __all__ = ["BcBalancePoller"]
 
@@ -20,21 +20,11 @@ class BcBalanceSource(Protocol):
     async def bc_balance(self, bc_id: str) -> dict[str, Any]: ...
 
 
-class BcBalancePoller(SourcePoller):
+class BcBalancePoller(ApiPoller[BcBalanceSource]):
     """One ``bc_balance`` snapshot per business center and poll."""
 
     source = "bc_balance"
-
-    def __init__(
-        self,
-        api: BcBalanceSource,
-        publisher: Publisher,
-        *,
-        reject: Reject,
-        clock: Clock = reply_time,
-    ) -> None:
-        super().__init__(publisher, reject=reject, clock=clock)
-        self._api = api
+    priority = Priority.BC_BALANCE
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         data = await self._api.bc_balance(bc_id)

@@ -14,12 +14,14 @@ Usage::
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 __all__ = [
     "ACCOUNTS_REJECTED",
     "API_CALLS",
     "API_RETRIES",
+    "API_SUSPENDED",
+    "API_SUSPENSIONS",
     "POLLS",
     "RATELIMIT_WAIT_SECONDS",
     "SNAPSHOTS_PUBLISHED",
@@ -39,9 +41,22 @@ API_RETRIES = Counter(
     ["endpoint", "reason"],
 )
 
+API_SUSPENDED = Gauge(
+    "creditwatch_api_suspended",
+    "Developer apps whose calls to this endpoint are paused by a persistent throttle "
+    "(TikTok's 5-minute suspension after going over the minute limit).",
+    ["endpoint"],
+)
+
+API_SUSPENSIONS = Counter(
+    "creditwatch_api_suspensions_total",
+    "Suspensions of an endpoint (a persistent 40100) that paused its calls.",
+    ["endpoint"],
+)
+
 RATELIMIT_WAIT_SECONDS = Counter(
     "creditwatch_ratelimit_wait_seconds_total",
-    "Seconds API calls waited for the QPS budget, summed over callers.",
+    "Seconds API calls waited for the request budget (QPS, QPM, QPD), summed over callers.",
 )
 
 POLLS = Counter(

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
+from config.redis_text import decoded
 from config.settings import StreamSettings
 
 __all__ = ["PollMarks"]
@@ -29,7 +30,7 @@ class PollMarks:
 
     def __init__(self, redis: Redis, streams: StreamSettings) -> None:
         self._redis = redis
-        self._hash = streams.key("health", "polls")
+        self._hash = streams.keyspace.poll_health()
 
     async def mark(self, source: str, bc_id: str, *, at: datetime) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -42,7 +43,7 @@ class PollMarks:
         raw = await self._redis.hgetall(self._hash)
         out: dict[tuple[str, str], float] = {}
         for field, value in raw.items():
-            name = field.decode() if isinstance(field, bytes) else field
+            name = decoded(field)
             source, _, bc_id = name.partition(":")
             out[(source, bc_id)] = float(value)
         return out

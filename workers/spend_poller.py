@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from workers import priorities
+from workers.contract import zones
+from workers.contract.snapshots import DailySpendSnapshot, Snapshot
 from workers.poller import WindowedPoller
-from workers.snapshots import DailySpendSnapshot, Snapshot
+from workers.priorities import PacedSweep, Priority
 from workers.tiktok import reply_time
 
 __all__ = ["CostPoller", "ReportPoller", "api_now"]
@@ -44,6 +46,7 @@ class CostPoller(WindowedPoller[CostSource]):
     """Business-center spend per account and UTC day (``cash_amount`` / ``grant_amount``)."""
 
     source = "bc_cost"
+    priority = Priority.COST
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         today = (await api_now(self._api, bc_id)).astimezone(UTC).date()
@@ -63,7 +66,17 @@ class CostPoller(WindowedPoller[CostSource]):
             )
             snapshots.extend(valid)
             rejected += bad
+            if back == 0:
+                _expect_days(self._lookback_days)
         return snapshots, rejected
+
+
+def _expect_days(days: int) -> None:
+    """After the first day of a cost sweep: every day takes as many requests as it did."""
+    sweep = priorities.current()
+    if isinstance(sweep, PacedSweep) and sweep.expected is None:
+        first_day = max(1, sweep.grants - 1)  # less the one call for the API's date
+        sweep.expect(1 + days * first_day)
 
 
 class ReportSource(Protocol):
@@ -76,8 +89,8 @@ class ReportSource(Protocol):
 
 def _local_today(now: datetime, zone: Any) -> date:
     try:
-        return now.astimezone(ZoneInfo(str(zone or "UTC"))).date()
-    except (ValueError, OSError, ZoneInfoNotFoundError):
+        return now.astimezone(zones.zone(str(zone or "UTC"))).date()
+    except ValueError:
         return now.astimezone(UTC).date()
 
 
@@ -89,16 +102,21 @@ class ReportPoller(WindowedPoller[ReportSource]):
     """
 
     source = "report"
+    priority = Priority.REPORTS
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:
         accounts = await self._api.advertiser_balances(bc_id)
+        sweep = priorities.current()
+        if isinstance(sweep, PacedSweep) and sweep.expected is None:
+            # One request per account from here on: the sweep can now keep its pace.
+            sweep.expect(sweep.grants + len(accounts))
         now = reply_time()
         snapshots: list[Snapshot] = []
         rejected = 0
         for account in accounts:
-            advertiser_id = account.get("advertiser_id")
+            advertiser_id = _id_text(account.get("advertiser_id"))
             currency = account.get("currency")
-            if not isinstance(advertiser_id, str) or not isinstance(currency, str):
+            if advertiser_id is None or not isinstance(currency, str):
                 continue  # the balance poller dead-letters such rows already
             end = _local_today(now, account.get("timezone"))
             start = end - timedelta(days=self._lookback_days - 1)
@@ -118,6 +136,13 @@ class ReportPoller(WindowedPoller[ReportSource]):
             snapshots.extend(valid)
             rejected += bad
         return snapshots, rejected
+
+
+def _id_text(value: Any) -> str | None:
+    """An id as text: strings in v1.3 replies, numbers in v1.2-era ones."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        return None
+    return str(value)
 
 
 def _row_day(row: dict[str, Any]) -> str:

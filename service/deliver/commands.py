@@ -25,13 +25,15 @@ from typing import TextIO
 
 from redis.asyncio import Redis
 
-from config.notify import BUILTIN_LABELS, check_glob, parse_duration
+from config.fields import check_glob, parse_duration
+from config.notify import BUILTIN_LABELS
 from config.settings import Settings
-from service.alerts import AlertTransition
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery, DeliveryStore
+from service.deliver.digest_commands import DigestCommandError, add_digest_parser, run_digest
 from service.deliver.disabled import DisabledReceivers
 from service.deliver.silences import Silence, Silences
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["CommandError", "add_subcommands", "run_command"]
 
@@ -76,6 +78,7 @@ def add_subcommands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     what.add_parser("list", help="every receiver, disabled ones marked")
     enable = what.add_parser("enable", help="switch on a receiver disabled by a 410")
     enable.add_argument("name")
+    add_digest_parser(commands)
 
 
 async def run_command(
@@ -105,6 +108,11 @@ async def run_command(
         return 0
     if args.command == "silence":
         return await _silence(args, settings, Silences(redis, streams), out, clock)
+    if args.command == "digest":
+        try:
+            return await run_digest(args, settings, redis, out=out, clock=clock)
+        except DigestCommandError as error:
+            raise CommandError(str(error)) from None
     disabled = DisabledReceivers(redis, streams)
     return await _receivers(args, settings, disabled, publish=publish, out=out, clock=clock)
 
@@ -118,6 +126,8 @@ def _print_deliveries(rows: Sequence[Delivery], out: TextIO, *, as_json: bool) -
         alerts = ", ".join(
             f"{t.kind} {t.status} {t.advertiser_id}".strip() for t in d.transitions[:3]
         ) + (f" +{len(d.transitions) - 3}" if len(d.transitions) > 3 else "")
+        if d.digest is not None:
+            alerts = d.digest.title
         status = d.status + (" (repeat)" if d.repeat else "")
         table.append((_when(d.created_at), status, d.receiver, str(len(d.attempts)), alerts, d.id))
     _print_table(table, out)

@@ -12,9 +12,9 @@ import sys
 from typing import TextIO
 
 from config.notify import ConsoleReceiverSettings
-from service.alerts import AlertTransition
 from service.deliver.deliveries import Delivery
 from service.deliver.receivers import ConfiguredReceiver, Outcome
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["ConsoleReceiver", "format_line"]
 

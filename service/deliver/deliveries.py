@@ -27,15 +27,18 @@ from typing import Any, Literal, cast
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
+from config.redis_text import decoded
 from config.settings import StreamSettings
-from service.alerts import AlertTransition
 from service.deliver.clock import to_epoch
+from service.deliver.digest import Digest
+from service.optimistic import Decision, commit
+from service.slot_owner import transaction
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["Attempt", "Delivery", "DeliveryStatus", "DeliveryStore", "message_id"]
 
-DeliveryStatus = Literal["pending", "delivered", "failed", "silenced"]
+DeliveryStatus = Literal["pending", "delivered", "failed", "silenced", "inhibited"]
 
 
 def message_id(delivery_id: str) -> str:
@@ -68,6 +71,8 @@ class Delivery(BaseModel):
     # Attempts made before the last replay: the retry schedule starts over after a replay.
     replayed_after: int = 0
     note: str = ""
+    # A digest instead of alerts (``transitions`` is then empty).
+    digest: Digest | None = None
 
     @property
     def message_id(self) -> str:
@@ -88,6 +93,7 @@ class Delivery(BaseModel):
         repeat: bool = False,
         status: DeliveryStatus = "pending",
         note: str = "",
+        digest: Digest | None = None,
     ) -> Delivery:
         return cls(
             id=delivery_id,
@@ -98,6 +104,7 @@ class Delivery(BaseModel):
             created_at=now,
             next_attempt_at=now if status == "pending" else None,
             note=note,
+            digest=digest,
         )
 
 
@@ -115,15 +122,16 @@ class DeliveryStore:
         self._streams = streams
         self._history = history
         self._claim = redis.register_script(_CLAIM)
-        self.due_key = streams.key("deliveries", "due")
-        self.index_key = streams.key("deliveries", "index")
-        self.failed_key = streams.key("deliveries", "failed")
+        self.due_key = streams.keyspace.deliveries_due()
+        self.index_key = streams.keyspace.deliveries_index()
+        self.failed_key = streams.keyspace.deliveries_failed()
 
     def key(self, delivery_id: str) -> str:
-        return self._streams.key("delivery", delivery_id)
+        return self._streams.keyspace.delivery(delivery_id)
 
-    def queue(self, pipe: Pipeline, delivery: Delivery) -> None:
-        """Add the commands that create ``delivery`` (once) to a MULTI pipeline."""
+    def queue(self, pipe: Pipeline, delivery: Delivery, *, due: datetime | None = None) -> None:
+        """Add the commands that create ``delivery`` (once) to a MULTI pipeline; a pending one
+        is queued as due at ``due`` (no later than its creation), else at its creation."""
         pipe.set(self.key(delivery.id), delivery.model_dump_json(), nx=True)
         pipe.zadd(self.index_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
         # The history index forgets what is older than the documents it points to.
@@ -131,23 +139,25 @@ class DeliveryStore:
         if delivery.status == "pending":
             # A delivery already made and done is re-queued here only if this create was a
             # duplicate; the sender sees its status and drops it without sending.
-            pipe.zadd(self.due_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
+            due_at = min(due or delivery.created_at, delivery.created_at)
+            pipe.zadd(self.due_key, {delivery.id: to_epoch(due_at)}, nx=True)
         else:
             pipe.expire(self.key(delivery.id), self._history)
 
     async def create(self, delivery: Delivery) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
             self.queue(pipe, delivery)
             await pipe.execute()
 
     async def get(self, delivery_id: str) -> Delivery | None:
-        raw = await self._redis.get(self.key(delivery_id))
-        if raw is None:
-            return None
-        try:
-            return Delivery.model_validate_json(raw)
-        except ValidationError:
-            return None
+        return _parse(await self._redis.get(self.key(delivery_id)))
+
+    async def get_many(self, delivery_ids: Sequence[str]) -> dict[str, Delivery | None]:
+        """``get`` of each, in one round trip (a page of claimed deliveries)."""
+        if not delivery_ids:
+            return {}
+        raws = await self._redis.mget([self.key(i) for i in delivery_ids])
+        return {i: _parse(raw) for i, raw in zip(delivery_ids, raws, strict=True)}
 
     async def claim(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[str]:
         """Ids of due deliveries, now leased to the caller."""
@@ -155,11 +165,11 @@ class DeliveryStore:
             keys=[self.due_key],
             args=[repr(to_epoch(now)), repr(to_epoch(now + lease)), limit],
         )
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [decoded(i) for i in ids]
 
     async def save(self, delivery: Delivery, *, due: datetime | None) -> None:
         """Write the delivery; ``due`` None takes it off the queue (done, failed for good)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
             pipe.set(self.key(delivery.id), delivery.model_dump_json())
             if due is not None:
                 pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
@@ -191,7 +201,7 @@ class DeliveryStore:
         ids = await self._redis.zrevrange(index, 0, max(limit, 1) - 1)
         out: list[Delivery] = []
         for raw_id in ids:
-            delivery_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            delivery_id = decoded(raw_id)
             delivery = await self.get(delivery_id)
             if delivery is None:
                 await self._redis.zrem(index, delivery_id)
@@ -201,34 +211,41 @@ class DeliveryStore:
 
     async def failed_ids(self) -> list[str]:
         ids = cast("list[Any]", await self._redis.zrange(self.failed_key, 0, -1))
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [decoded(i) for i in ids]
 
     async def replay(self, delivery_id: str, now: datetime) -> Delivery | None:
         """Send again from the start of the schedule; None if there is no such delivery."""
         key = self.key(delivery_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated
-                        return None
-                    current = Delivery.model_validate_json(raw)
-                    replayed = current.model_copy(
-                        update={
-                            "status": "pending",
-                            "next_attempt_at": now,
-                            "replayed_after": len(current.attempts),
-                            "note": f"replayed at {now.isoformat(timespec='seconds')}",
-                        }
-                    )
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, replayed.model_dump_json())
-                    pipe.persist(key)
-                    pipe.zadd(self.due_key, {delivery_id: to_epoch(now)})
-                    pipe.zrem(self.failed_key, delivery_id)
-                    await pipe.execute()
-                except WatchError:
-                    continue
-                return replayed
+
+        async def decide(pipe: Pipeline) -> Decision[Delivery | None]:
+            raw = await pipe.get(key)
+            if raw is None:
+                return Decision(None)
+            current = Delivery.model_validate_json(raw)
+            replayed = current.model_copy(
+                update={
+                    "status": "pending",
+                    "next_attempt_at": now,
+                    "replayed_after": len(current.attempts),
+                    "note": f"replayed at {now.isoformat(timespec='seconds')}",
+                }
+            )
+
+            async def writes(pipe: Pipeline) -> None:
+                pipe.set(key, replayed.model_dump_json())
+                pipe.persist(key)
+                pipe.zadd(self.due_key, {delivery_id: to_epoch(now)})
+                pipe.zrem(self.failed_key, delivery_id)
+
+            return Decision(replayed, writes)
+
+        return await commit(self._redis, [key], decide)
+
+
+def _parse(raw: bytes | str | None) -> Delivery | None:
+    if raw is None:
+        return None
+    try:
+        return Delivery.model_validate_json(raw)
+    except ValidationError:
+        return None  # unreadable: treated as gone, and dropped from the queue

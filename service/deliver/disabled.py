@@ -18,7 +18,7 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from config.settings import StreamSettings
-from service.alerts import AlertTransition, episode_id
+from workers.contract.alerts import AlertTransition, episode_id
 
 __all__ = ["DisabledReceivers", "receiver_disabled_alert"]
 
@@ -67,7 +67,7 @@ class DisabledReceivers:
         self._streams = streams
 
     def key(self, receiver: str) -> str:
-        return self._streams.key("receiver", receiver, "disabled")
+        return self._streams.keyspace.receiver_disabled(receiver)
 
     async def disable(self, receiver: str, *, alert: AlertTransition) -> bool:
         """True for the first caller only: that one announces it."""
@@ -80,6 +80,3 @@ class DisabledReceivers:
         """Switch it back on; returns the alert that announced it was off, if it was."""
         raw = await self._redis.getdel(self.key(receiver))
         return AlertTransition.model_validate_json(raw) if raw else None
-
-    async def names(self, candidates: list[str]) -> list[str]:
-        return [name for name in candidates if await self.is_disabled(name)]

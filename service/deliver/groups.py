@@ -4,10 +4,15 @@ A group is (receiver, route, group labels). A transition routed to a receiver jo
 (once: a redelivered stream entry finds its ``routed`` mark and changes nothing). A new group
 is due ``group_wait`` after its first transition; later transitions wait until
 ``group_interval`` after the last message; alerts still firing are sent again every
-``repeat_interval``. Quiet hours hold back non-critical transitions until they end.
+``repeat_interval``. Quiet hours hold back non-critical transitions until they end; an
+inhibited alert (``inhibit.py``) is held, recorded once as ``inhibited``, left out of repeats,
+and goes out at the first flush after its source resolved. Should it resolve while still held,
+neither its firing nor its resolution is sent (the receiver never heard of it).
 
 Flushing a due group turns what it holds into deliveries, in the same MULTI as clearing
 them, so a crash leaves either the group or the deliveries, never neither and never both.
+Due groups are flushed up to ``FLUSHED_TOGETHER`` in one WATCH/MULTI (one by one when a
+transition joins one of them meanwhile).
 A Slack or email message lists the whole batch; a webhook gets one delivery per transition
 (the signed body carries one transition: the public contract).
 
@@ -23,29 +28,51 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from config.notify import MuteTimeInterval
+from config.redis_text import decoded
 from config.settings import StreamSettings
-from service.alerts import AlertTransition
+from service import metrics
 from service.deliver.clock import from_epoch, to_epoch
 from service.deliver.deliveries import Delivery, DeliveryStore
+from service.deliver.inhibit import RECHECK, Inhibition, Inhibitor, sources_of
 from service.deliver.quiet_hours import muted_until
+from service.deliver.receivers import ONE_ALERT_PER_DELIVERY
 from service.deliver.routing import RouteTarget
+from service.optimistic import Decision, commit
+from service.slot_owner import slot_owner
+from workers.contract.alerts import AlertTransition
 
-__all__ = ["AddResult", "GroupStore"]
+__all__ = ["AddResult", "GroupStore", "Join"]
 
 log = structlog.get_logger(__name__)
 
 AddResult = Literal["added", "duplicate", "quiet", "unheard"]
+
+# Due groups read per page, and flushed side by side: their round trips overlap instead of
+# adding up. A flush holds its WATCH connection while it reads through a second one, so
+# those at once stay well under the pool (``PIPELINE_CONNECTIONS``), or they would take
+# every connection and wait for a second one forever.
+FLUSH_PAGE = 100
+FLUSHING_AT_ONCE = 16
+# Due groups flushed in one WATCH/MULTI (one by one again if a transition joins one of them
+# between the reads and the EXEC).
+FLUSHED_TOGETHER = 20
+
+Sources = dict[str, dict[str, str]]  # firing inhibition sources: alert id -> labels
+# One group as read: its due time, head, pending and firing rows.
+_Rows = tuple[float | None, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 
 # Far longer than an entry can stay pending on the alerts stream.
 _ROUTED_TTL_S = 400 * 24 * 3600
@@ -100,10 +127,6 @@ return 'added'
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class GroupStore:
     def __init__(
         self,
@@ -113,18 +136,19 @@ class GroupStore:
         *,
         receiver_kinds: Mapping[str, str],
         mute_intervals: Callable[[str], MuteTimeInterval | None],
+        inhibitor: Inhibitor | None = None,
     ) -> None:
         self._redis = redis
         self._streams = streams
         self._deliveries = deliveries
         self._receiver_kinds = receiver_kinds
         self._mute_intervals = mute_intervals
+        self._inhibitor = inhibitor
         self._add = redis.register_script(_ADD)
-        self.due_key = streams.key("groups", "due")
+        self.due_key = streams.keyspace.groups_due()
 
     def _keys(self, gid: str) -> tuple[str, str, str]:
-        base = self._streams.key("group", gid)
-        return base, f"{base}:pending", f"{base}:firing"
+        return self._streams.keyspace.group(gid)
 
     async def add(
         self,
@@ -136,79 +160,178 @@ class GroupStore:
         notify: bool,
     ) -> AddResult:
         """Join the group; ``notify`` False records the alert's state without sending it."""
-        gid = target.group_id(labels)
+        (result,) = await self.add_many([Join(target, labels, transition, notify, now)])
+        return result
+
+    async def add_many(self, joins: Sequence[Join]) -> list[AddResult]:
+        """``add`` each, in order, in one round trip (a notifier's batch)."""
+        if not joins:
+            return []
+        # Every group key is in one slot ({g} on a Cluster): one plain pipeline on its master.
+        owner = await slot_owner(self._redis, self._streams.keyspace.slot_key())
+        async with owner.pipeline(transaction=False) as pipe:
+            for join in joins:
+                keys, args = self._add_call(join)
+                await self._add(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        # The script returns one of AddResult.
+        return [cast("AddResult", decoded(r)) for r in results]
+
+    def _add_call(self, join: Join) -> tuple[list[str], list[Any]]:
+        target, transition = join.target, join.transition
+        gid = target.group_id(join.labels)
         group, pending, firing = self._keys(gid)
         meta = {
             "receiver": target.receiver,
             "path": target.path,
-            "labels": target.group_labels(labels),
+            "labels": target.group_labels(join.labels),
             "repeat_s": target.repeat_interval.total_seconds(),
             "interval_s": target.group_interval.total_seconds(),
             "mutes": list(target.mute_time_intervals),
         }
-        seen = self._streams.key("routed", target.receiver, transition.transition_id)
-        early = self._streams.key("early-resolved", target.receiver, transition.alert_id)
-        result = await self._add(
-            keys=[seen, group, pending, firing, self.due_key, early],
-            args=[
-                transition.transition_id,
-                transition.alert_id,
-                transition.status,
-                transition.model_dump_json(),
-                repr(to_epoch(now)),
-                repr(target.group_wait.total_seconds()),
-                repr(target.group_interval.total_seconds()),
-                gid,
-                "notify" if notify else "quiet",
-                _ROUTED_TTL_S,
-                json.dumps(meta),
-            ],
-        )
-        return _text(result)  # type: ignore[return-value]  # the script returns one of AddResult
+        seen = self._streams.keyspace.routed(target.receiver, transition.transition_id)
+        early = self._streams.keyspace.early_resolved(target.receiver, transition.alert_id)
+        keys = [seen, group, pending, firing, self.due_key, early]
+        args = [
+            transition.transition_id,
+            transition.alert_id,
+            transition.status,
+            transition.model_dump_json(),
+            repr(to_epoch(join.at)),
+            repr(target.group_wait.total_seconds()),
+            repr(target.group_interval.total_seconds()),
+            gid,
+            "notify" if join.notify else "quiet",
+            _ROUTED_TTL_S,
+            json.dumps(meta),
+        ]
+        return keys, args
+
+    async def wake(self, gids: list[str], now: datetime) -> None:
+        """Make these (existing) groups due now: a source that muted them resolved."""
+        if gids:
+            await self._redis.zadd(self.due_key, dict.fromkeys(gids, to_epoch(now)), xx=True)
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         ids = await self._redis.zrangebyscore(self.due_key, "-inf", to_epoch(now), 0, limit)
-        return [_text(i) for i in ids]
+        return [decoded(i) for i in ids]
 
-    async def flush_due(self, now: datetime) -> list[str]:
+    async def flush_due(self, now: datetime, *, pages: int = 10) -> list[str]:
+        """Flush the due groups, a page of them side by side (each is its own WATCH/MULTI,
+        as if flushed by a replica of its own), up to ``pages`` pages; returns the
+        deliveries created."""
         created: list[str] = []
-        for gid in await self.due(now):
-            created.extend(await self.flush(gid, now))
+        side_by_side = asyncio.Semaphore(FLUSHING_AT_ONCE)
+
+        async def flush(gids: list[str]) -> list[str]:
+            async with side_by_side:
+                try:
+                    return await self._flush_together(gids, now)
+                except WatchError:
+                    # One of them changed meanwhile (a transition joined it): one by one.
+                    return [d for gid in gids for d in await self.flush(gid, now)]
+
+        for _ in range(pages):
+            due = await self.due(now, FLUSH_PAGE)
+            chunks = [due[i : i + FLUSHED_TOGETHER] for i in range(0, len(due), FLUSHED_TOGETHER)]
+            for made in await asyncio.gather(*(flush(chunk) for chunk in chunks)):
+                created.extend(made)
+            if len(due) < FLUSH_PAGE:
+                break
         return created
 
     async def flush(self, gid: str, now: datetime) -> list[str]:
         """Send what group ``gid`` holds if it is due; returns the deliveries created."""
-        group, pending_key, firing_key = self._keys(gid)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(group, pending_key, firing_key)
-                    due = await pipe.zscore(self.due_key, gid)
-                    if due is None or due > to_epoch(now):
-                        await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated
-                        return []
-                    head = {_text(k): _text(v) for k, v in (await pipe.hgetall(group)).items()}
-                    pending = _transitions(await pipe.hgetall(pending_key))
-                    firing = _transitions(await pipe.hgetall(firing_key))
-                    plan = self._plan(gid, head, pending, firing, now)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for delivery in plan.deliveries:
-                        self._deliveries.queue(pipe, delivery)
-                    if plan.sent:
-                        pipe.hdel(pending_key, *plan.sent)
-                    if plan.deliveries:
-                        pipe.hset(group, mapping={"last_sent_at": repr(to_epoch(now))})
-                        pipe.hincrby(group, "seq", 1)
-                    if plan.next_due is not None:
-                        pipe.zadd(self.due_key, {gid: to_epoch(plan.next_due)})
-                    else:
-                        pipe.zrem(self.due_key, gid)
-                    if plan.finished:
-                        pipe.delete(group, pending_key, firing_key)
-                    await pipe.execute()
-                except WatchError:
+        return await self._flush_together([gid], now, attempts=None)
+
+    async def _flush_together(
+        self, gids: Sequence[str], now: datetime, *, attempts: int | None = 1
+    ) -> list[str]:
+        """Flush the due ones among ``gids`` in one WATCH/MULTI, tried ``attempts`` times
+        (None: until it commits); WatchError if any of them changed between the reads and
+        the EXEC every time (then nothing was written)."""
+
+        async def decide(pipe: Pipeline) -> Decision[list[_Step]]:
+            # Read in one round trip, on another connection: a change after the WATCH still
+            # fails the EXEC, whichever connection read.
+            rows, sources = await self._read(gids)
+            steps: list[_Step] = []
+            for gid, (due, head_rows, pending_rows, firing_rows) in zip(gids, rows, strict=True):
+                if due is None or due > to_epoch(now):
                     continue
-                return [d.id for d in plan.deliveries]
+                head = {decoded(k): decoded(v) for k, v in head_rows.items()}
+                pending = _transitions(pending_rows)
+                firing = _transitions(firing_rows)
+                muted = (
+                    await self._inhibitor.muted(
+                        [*pending.values(), *firing.values()], sources=sources
+                    )
+                    if self._inhibitor is not None
+                    else {}
+                )
+                plan = self._plan(gid, head, pending, firing, now, muted=muted)
+                # An alert held over several flushes is recorded (and counted) once.
+                records = [d for d in plan.inhibited if not await self._recorded(d)]
+                steps.append(_Step(gid, due, plan, records))
+
+            async def writes(pipe: Pipeline) -> None:
+                for step in steps:
+                    self._queue_flush(pipe, step, now)
+
+            return Decision(steps, writes if steps else None)
+
+        keys = [key for gid in gids for key in self._keys(gid)]
+        steps = await commit(self._redis, keys, decide, attempts=attempts)
+        for step in steps:
+            for record in step.records:
+                metrics.DELIVERIES.labels(receiver=record.receiver, outcome="inhibited").inc()
+        return [d.id for step in steps for d in step.plan.deliveries]
+
+    def _queue_flush(self, pipe: Pipeline, step: _Step, now: datetime) -> None:
+        """The writes of one group's flush, into a MULTI pipeline. Its deliveries are queued
+        as due when the group was (not later), so the sender takes the messages of groups
+        flushed together in the order their transitions came."""
+        gid, plan = step.gid, step.plan
+        group, pending_key, firing_key = self._keys(gid)
+        for delivery in plan.deliveries + step.records:
+            self._deliveries.queue(pipe, delivery, due=from_epoch(step.due))
+        if plan.inhibited and self._inhibitor is not None:
+            pipe.sadd(self._inhibitor.holding_key, gid)
+        if plan.sent:
+            pipe.hdel(pending_key, *plan.sent)
+        if plan.deliveries:
+            pipe.hset(group, mapping={"last_sent_at": repr(to_epoch(now))})
+            pipe.hincrby(group, "seq", 1)
+        if plan.next_due is not None:
+            pipe.zadd(self.due_key, {gid: to_epoch(plan.next_due)})
+        else:
+            pipe.zrem(self.due_key, gid)
+        if plan.finished:
+            pipe.delete(group, pending_key, firing_key)
+
+    async def _read(self, gids: Sequence[str]) -> tuple[list[_Rows], Sources | None]:
+        """Each group's due time, head, pending and firing rows; the inhibition sources."""
+        inhibitor = self._inhibitor if self._inhibitor and self._inhibitor.active else None
+        owner = await slot_owner(self._redis, self._streams.keyspace.slot_key())
+        async with owner.pipeline(transaction=False) as read:
+            for gid in gids:
+                group, pending_key, firing_key = self._keys(gid)
+                read.zscore(self.due_key, gid)
+                read.hgetall(group)
+                read.hgetall(pending_key)
+                read.hgetall(firing_key)
+            if inhibitor is not None:
+                read.hgetall(inhibitor.sources_key)
+            replies = await read.execute()
+        sources = sources_of(replies[-1]) if inhibitor is not None else None
+        rows: list[_Rows] = []
+        for start in range(0, 4 * len(gids), 4):
+            due, head, pending, firing = replies[start : start + 4]
+            rows.append((None if due is None else float(due), head, pending, firing))
+        return rows, sources
+
+    async def _recorded(self, delivery: Delivery) -> bool:
+        return bool(await self._redis.exists(self._deliveries.key(delivery.id)))
 
     def _plan(
         self,
@@ -217,6 +340,8 @@ class GroupStore:
         pending: dict[str, AlertTransition],
         firing: dict[str, AlertTransition],
         now: datetime,
+        *,
+        muted: Mapping[str, Inhibition],
     ) -> _Plan:
         meta = json.loads(head.get("meta", "{}"))
         receiver = str(meta.get("receiver", ""))
@@ -226,20 +351,23 @@ class GroupStore:
         intervals = [m for n in meta.get("mutes", []) if (m := self._mute_intervals(n))]
         quiet_until = muted_until(intervals, now)
 
-        to_send = list(pending.values())
+        to_send, inhibited, dropped = _inhibit(list(pending.values()), muted)
         held: list[AlertTransition] = []
         if quiet_until is not None:
             held = [t for t in to_send if t.severity != "critical"]
             to_send = [t for t in to_send if t.severity == "critical"]
         repeat = False
-        if (
-            not pending
+        repeat_due = (
+            not to_send
+            and not held
             and firing
             and last_sent is not None
             and now >= last_sent + repeat_every
             and quiet_until is None
-        ):
-            to_send, repeat = sorted(firing.values(), key=lambda t: t.starts_at), True
+        )
+        if repeat_due:
+            unmuted = [t for t in firing.values() if t.alert_id not in muted]
+            to_send, repeat = sorted(unmuted, key=lambda t: t.starts_at), True
 
         deliveries = self._deliveries_for(receiver, gid, seq, to_send, repeat=repeat, now=now)
         sent_at = now if deliveries else last_sent
@@ -248,11 +376,27 @@ class GroupStore:
             next_due = quiet_until
         elif firing and sent_at is not None:
             next_due = sent_at + repeat_every
+            if next_due <= now:  # a repeat was due and every alert in it is muted
+                next_due = now + repeat_every
             if quiet_until is not None and next_due < quiet_until:
                 next_due = quiet_until
-        finished = not firing and not held
-        sent = [t.transition_id for t in to_send] if not repeat else []
-        return _Plan(deliveries, sent, next_due, finished)
+        if inhibited:
+            recheck = now + max(RECHECK, timedelta(seconds=float(meta.get("interval_s", 0))))
+            next_due = recheck if next_due is None else min(next_due, recheck)
+        finished = not firing and not held and not inhibited
+        sent = ([t.transition_id for t in to_send] if not repeat else []) + dropped
+        records = [
+            Delivery.new(
+                delivery_id=f"{receiver}:{t.transition_id}:inhibited",
+                receiver=receiver,
+                transitions=[t],
+                now=now,
+                status="inhibited",
+                note=why.note(),
+            )
+            for t, why in inhibited
+        ]
+        return _Plan(deliveries, sent, next_due, finished, records)
 
     def _deliveries_for(
         self,
@@ -269,7 +413,7 @@ class GroupStore:
         transitions = sorted(
             transitions, key=lambda t: (t.observed_at, t.advertiser_id, t.transition_id)
         )
-        if self._receiver_kinds.get(receiver) == "webhook":
+        if self._receiver_kinds.get(receiver) in ONE_ALERT_PER_DELIVERY:
             suffix = f":repeat-{seq}" if repeat else ""
             return [
                 Delivery.new(
@@ -293,6 +437,27 @@ class GroupStore:
 
 
 @dataclass(frozen=True)
+class Join:
+    """One transition joining one receiver's group; ``notify`` False records it quietly."""
+
+    target: RouteTarget
+    labels: dict[str, str]
+    transition: AlertTransition
+    notify: bool
+    at: datetime  # when it was routed: a new group is due group_wait after its first
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One due group of a flush: its id, when it was due, its plan, its inhibition records."""
+
+    gid: str
+    due: float
+    plan: _Plan
+    records: list[Delivery]
+
+
+@dataclass(frozen=True)
 class _Plan:
     """What one flush does: deliveries to create, pending entries they carry, next due time."""
 
@@ -300,7 +465,31 @@ class _Plan:
     sent: list[str]
     next_due: datetime | None
     finished: bool
+    inhibited: list[Delivery]  # the records of alerts held by inhibition (created once)
+
+
+def _inhibit(
+    pending: list[AlertTransition], muted: Mapping[str, Inhibition]
+) -> tuple[list[AlertTransition], list[tuple[AlertTransition, Inhibition]], list[str]]:
+    """Split pending transitions: (to send, muted firings held with why, dropped ids).
+
+    A muted firing whose resolution is pending too is dropped with it: its episode ended
+    before anyone was told. A resolution whose firing went out earlier is sent.
+    """
+    held_ids = {t.alert_id for t in pending if t.status == "firing" and t.alert_id in muted}
+    ended = {t.alert_id for t in pending if t.status == "resolved"}
+    to_send: list[AlertTransition] = []
+    held: list[tuple[AlertTransition, Inhibition]] = []
+    dropped: list[str] = []
+    for transition in pending:
+        if transition.alert_id not in held_ids:
+            to_send.append(transition)
+        elif transition.alert_id in ended:
+            dropped.append(transition.transition_id)
+        else:
+            held.append((transition, muted[transition.alert_id]))
+    return to_send, held, dropped
 
 
 def _transitions(rows: dict[Any, Any]) -> dict[str, AlertTransition]:
-    return {_text(k): AlertTransition.model_validate_json(v) for k, v in rows.items()}
+    return {decoded(k): AlertTransition.model_validate_json(v) for k, v in rows.items()}

@@ -1,8 +1,9 @@
 """The notification pipeline, assembled from settings: receivers, router, stores, loops.
 
-The service role enters it: it gives the stream handler (``notifier.handle``) and runs two
-loops until exit, the *flusher* (due groups -> deliveries) and the *sender* (due deliveries
--> one attempt each). All state is in Redis, so stopping and starting loses nothing.
+The service role enters it: it gives the stream handler (``notifier.handle``) and runs three
+loops until exit, the *flusher* (due groups -> deliveries), the *sender* (due deliveries
+-> one attempt each) and the *digest scheduler* (due digests -> deliveries).
+All state is in Redis, so stopping and starting loses nothing.
 
 Usage::
 
@@ -13,11 +14,10 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from datetime import timedelta
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 import structlog
@@ -25,22 +25,36 @@ from redis.asyncio import Redis
 
 from config.notify import (
     AnyReceiver,
+    AppriseReceiverSettings,
     ConsoleReceiverSettings,
+    DiscordReceiverSettings,
     EmailReceiverSettings,
     MuteTimeInterval,
     NotifySettings,
+    OpsgenieReceiverSettings,
+    PagerDutyReceiverSettings,
     SlackReceiverSettings,
+    TeamsReceiverSettings,
+    TelegramReceiverSettings,
     WebhookReceiverSettings,
 )
 from config.settings import Settings
 from service.deadletter import DeadLetters
+from service.deliver.alert_consumer import Notifier
+from service.deliver.apprise import AppriseReceiver
 from service.deliver.clock import Clock, utc_now
 from service.deliver.console import ConsoleReceiver
-from service.deliver.consumer import Notifier
 from service.deliver.deliveries import DeliveryStore
+from service.deliver.digests import Digests
 from service.deliver.disabled import DisabledReceivers
+from service.deliver.discord import DiscordReceiver
 from service.deliver.groups import GroupStore
-from service.deliver.ratelimit import RateLimiter
+from service.deliver.inhibit import Inhibitor
+from service.deliver.json_post import JsonApiReceiver
+from service.deliver.links import AlertLinks
+from service.deliver.opsgenie import OpsgenieReceiver
+from service.deliver.pagerduty import PagerDutyReceiver
+from service.deliver.receiver_limits import RateLimiter
 from service.deliver.receivers import Receiver
 from service.deliver.routing import Router
 from service.deliver.sender import Announce, Sender, wait_for_event
@@ -48,12 +62,18 @@ from service.deliver.silences import Silences
 from service.deliver.slack import SlackReceiver
 from service.deliver.smtp import EmailReceiver
 from service.deliver.subscriptions import SubscriptionKinds, Subscriptions
+from service.deliver.teams import TeamsReceiver
+from service.deliver.telegram import TelegramReceiver
 from service.deliver.templates import Renderer
 from service.deliver.webhook import WebhookReceiver
+from workers.stopping import cancel_and_wait
 
 __all__ = ["NotifyPipeline", "build_receiver", "build_receivers"]
 
 log = structlog.get_logger(__name__)
+
+# How often the digest scheduler looks for a due digest: digests are daily at the most.
+DIGEST_EVERY_S = 30.0
 
 
 def build_receiver(
@@ -68,11 +88,40 @@ def build_receiver(
         return ConsoleReceiver(settings, console)
     if isinstance(settings, WebhookReceiverSettings):
         return WebhookReceiver(settings, http, clock)
+    if isinstance(settings, JsonApiSettings):
+        return _json_api_receiver(settings, notify, http, clock)
     renderer = Renderer(settings, promotions_url=notify.promotions_url)
     if isinstance(settings, SlackReceiverSettings):
-        return SlackReceiver(settings, renderer, clock)
+        return SlackReceiver(settings, renderer, http, clock)
     assert isinstance(settings, EmailReceiverSettings)
     return EmailReceiver(settings, renderer, clock)
+
+
+JsonApiSettings = (
+    PagerDutyReceiverSettings
+    | OpsgenieReceiverSettings
+    | TeamsReceiverSettings
+    | DiscordReceiverSettings
+    | TelegramReceiverSettings
+    | AppriseReceiverSettings
+)
+_JSON_API_RECEIVERS: dict[type[JsonApiSettings], type[JsonApiReceiver[Any]]] = {
+    PagerDutyReceiverSettings: PagerDutyReceiver,
+    OpsgenieReceiverSettings: OpsgenieReceiver,
+    TeamsReceiverSettings: TeamsReceiver,
+    DiscordReceiverSettings: DiscordReceiver,
+    TelegramReceiverSettings: TelegramReceiver,
+    AppriseReceiverSettings: AppriseReceiver,
+}
+
+
+def _json_api_receiver(
+    settings: JsonApiSettings, notify: NotifySettings, http: httpx.AsyncClient, clock: Clock
+) -> Receiver:
+    """The receivers that POST JSON through ``json_post``: incident tools and chats."""
+    renderer = Renderer(settings, promotions_url=notify.promotions_url)
+    receiver = _JSON_API_RECEIVERS[type(settings)]
+    return receiver(settings, http, renderer, AlertLinks.of(notify), clock)
 
 
 def build_receivers(
@@ -102,8 +151,12 @@ class NotifyPipeline:
         console: TextIO | None = None,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        subscriber_http: httpx.AsyncClient | None = None,
     ) -> None:
+        """``subscriber_http`` sends to API subscriptions: the service passes a
+        ``url_guard.guarded_client``; None (tests) sends them through ``http`` too."""
         notify, streams = settings.notify, settings.streams
+        to_subscribers = subscriber_http or http
         self.settings = notify
         self.clock = clock
         # The notifier wakes the flusher, the flusher the sender: no waiting for a poll tick.
@@ -115,15 +168,18 @@ class NotifyPipeline:
         self.disabled = DisabledReceivers(redis, streams)
         self.silences = Silences(redis, streams)
         self.subscriptions = Subscriptions(redis, streams)
+        router = Router(notify)
+        self.inhibitor = Inhibitor(redis, streams, notify.all_inhibit_rules(), labels=router.labels)
         self.groups = GroupStore(
             redis,
             streams,
             self.deliveries,
             receiver_kinds=SubscriptionKinds({n: r.kind for n, r in self.receivers.items()}),
             mute_intervals=self._mute_interval,
+            inhibitor=self.inhibitor,
         )
         self.notifier = Notifier(
-            Router(notify),
+            router,
             self.groups,
             silences=self.silences,
             deliveries=self.deliveries,
@@ -132,7 +188,8 @@ class NotifyPipeline:
             send_resolved={r.name: r.send_resolved for r in notify.all_receivers()},
             clock=clock,
             wake=self.flush_wake,
-            extra_targets=lambda labels: self.subscriptions.targets(labels, notify),
+            extra_targets=lambda: self.subscriptions.router(notify),
+            inhibitor=self.inhibitor,
         )
         self.sender = Sender(
             self.deliveries,
@@ -145,8 +202,10 @@ class NotifyPipeline:
             lease=notify.delivery_lease,
             clock=clock,
             rng=rng,
-            resolve=lambda name: self.subscriptions.receiver(name, notify, http, clock),
+            resolve=lambda name: self.subscriptions.receiver(name, notify, to_subscribers, clock),
+            fallbacks={r.name: r.fallback for r in notify.all_receivers() if r.fallback},
         )
+        self.digests = Digests(redis, settings, self.deliveries, clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -159,6 +218,7 @@ class NotifyPipeline:
     async def run_once(self) -> None:
         """One flush and one send round (what the loops do, for tests with a fake clock)."""
         await self.groups.flush_due(self.clock())
+        await self.digests.queue_due()
         await self.sender.run_once()
 
     async def _flush_loop(self) -> None:
@@ -172,6 +232,15 @@ class NotifyPipeline:
                 log.exception("flusher.round_failed")
             await wait_for_event(self.flush_wake, every)
 
+    async def _digest_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if await self.digests.queue_due():
+                    self.send_wake.set()
+            except Exception:
+                log.exception("digests.round_failed")
+            await wait_for_event(self._stopping, DIGEST_EVERY_S)
+
     async def _send_loop(self) -> None:
         await self.sender.run(self.send_wake, self.settings.poll_interval_s, self._stopping)
 
@@ -180,6 +249,7 @@ class NotifyPipeline:
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="notify-flusher"),
             asyncio.create_task(self._send_loop(), name="notify-sender"),
+            asyncio.create_task(self._digest_loop(), name="notify-digests"),
         ]
         return self
 
@@ -189,14 +259,10 @@ class NotifyPipeline:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        # The flag as well as the cancel: on 3.11 a cancel that races a finishing wait can be
-        # swallowed, and the loop must still end.
+        # The flag as well as the cancel: a cancel can be lost (workers.stopping), and each
+        # loop also ends at its next look at the flag.
         self._stopping.set()
         self.flush_wake.set()
         self.send_wake.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []

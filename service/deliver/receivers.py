@@ -20,7 +20,12 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 from service.deliver.deliveries import Delivery
 
-__all__ = ["ConfiguredReceiver", "Outcome", "Receiver", "ReceiverConfig"]
+__all__ = ["ONE_ALERT_PER_DELIVERY", "ConfiguredReceiver", "Outcome", "Receiver", "ReceiverConfig"]
+
+# Kinds that get one delivery per transition, never a grouped message: a webhook's body is one
+# transition, and the incident tools key each event by its alert (their firing must reach them
+# before their resolved, which the sender keeps in order per episode).
+ONE_ALERT_PER_DELIVERY = frozenset({"webhook", "pagerduty", "opsgenie"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class Receiver(Protocol):
 
     @property
     def kind(self) -> str:
-        """``console``, ``webhook``, ``slack`` or ``email``."""
+        """The receiver's ``type``: ``console``, ``webhook``, ``slack``, ``pagerduty``, ..."""
         ...
 
     @property

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from config.notify import NotifySettings, Route
-from service.alerts import AlertTransition
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["RouteTarget", "Router", "matches"]
 

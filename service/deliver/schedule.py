@@ -29,4 +29,6 @@ def next_wait(
 
 def honour_retry_after(schedule: RetrySchedule, retry_after_s: float) -> timedelta:
     """What a receiver asked for, bounded: a day-long ``Retry-After`` must not park it forever."""
-    return min(timedelta(seconds=max(0.0, retry_after_s)), schedule.max_retry_after)
+    # Clamped as seconds first: timedelta() itself overflows on a huge (or infinite) value.
+    bounded = min(max(0.0, retry_after_s), schedule.max_retry_after.total_seconds())
+    return timedelta(seconds=bounded)

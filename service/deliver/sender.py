@@ -5,7 +5,12 @@ once), skips any that are no longer pending (a delivered one is never sent again
 turn under the receiver's rate limit (rescheduled, never dropped), makes one attempt and
 records it. A failed attempt is retried after the next wait of the schedule (with jitter) or
 the receiver's ``Retry-After``; after the last attempt, or on a final answer, the delivery is
-failed and dead-lettered. A 410 disables the receiver and raises ``ops.receiver_disabled``.
+failed and dead-lettered, and queued for the receiver's ``fallback`` if it names one. A 410
+disables the receiver and raises ``ops.receiver_disabled``.
+
+A round claims a page of up to ``CLAIM_PAGE`` and reads their documents, and whether their
+receivers are disabled, once for the page; while pages come back full the next round starts
+at once, up to ``MAX_IN_FLIGHT`` claimed and unfinished, ``ATTEMPTS_AT_ONCE`` per receiver.
 
 Usage::
 
@@ -21,6 +26,7 @@ import contextlib
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import jinja2
@@ -28,19 +34,28 @@ import structlog
 
 from config.notify import RetrySchedule
 from service import metrics
-from service.alerts import AlertTransition
 from service.deadletter import DeadLetters
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Attempt, Delivery, DeliveryStore
 from service.deliver.disabled import DisabledReceivers, receiver_disabled_alert
-from service.deliver.ratelimit import RateLimiter
+from service.deliver.fallback import fallback_deliveries
+from service.deliver.receiver_limits import RateLimiter
 from service.deliver.receivers import Outcome, Receiver
 from service.deliver.schedule import honour_retry_after, next_wait
-from workers import wire
+from workers.contract import wire
+from workers.contract.alerts import AlertTransition
+from workers.stopping import cancel_and_wait
 
 __all__ = ["ResolveReceiver", "Sender", "chains", "wait_for_event"]
 
 log = structlog.get_logger(__name__)
+
+# Deliveries one claim takes, and how many a sender has claimed and not yet finished.
+CLAIM_PAGE = 100
+MAX_IN_FLIGHT = 500
+# Attempts on their way to one receiver at once; the rest wait here. (Queued in httpx's
+# pool instead, each request's turn there costs a scan of the whole queue.)
+ATTEMPTS_AT_ONCE = 32
 
 Announce = Callable[[AlertTransition], Awaitable[None]]
 # Receivers not in the settings, looked up by name per delivery: the API's subscriptions.
@@ -86,8 +101,10 @@ class Sender:
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         resolve: ResolveReceiver | None = None,
+        fallbacks: Mapping[str, str] | None = None,
     ) -> None:
         self._store = store
+        self._fallbacks = dict(fallbacks or {})
         self._receivers = receivers
         self._resolve = resolve
         self._lease = lease
@@ -98,20 +115,30 @@ class Sender:
         self._announce = announce
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._sending: dict[str, asyncio.Semaphore] = {}
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
         ids = await self._store.claim(self._clock(), lease=self._lease)
-        await asyncio.gather(*(self._process_chain(chain) for chain in chains(ids)))
+        claimed = await self._read_page(ids)
+        await asyncio.gather(*(self._process_chain(chain, claimed) for chain in chains(ids)))
         metrics.RETRY_QUEUE.set(await self._store.queue_size())
         return len(ids)
 
-    async def _process_chain(self, delivery_ids: Sequence[str]) -> None:
-        for delivery_id in delivery_ids:
-            await self._process(delivery_id)
+    async def _read_page(self, delivery_ids: Sequence[str]) -> _Page:
+        """The claimed deliveries' documents, and which of their receivers are disabled."""
+        documents = await self._store.get_many(delivery_ids)
+        names = {d.receiver for d in documents.values() if d is not None}
+        return _Page(documents, {n: await self._disabled.is_disabled(n) for n in names})
 
-    async def _process(self, delivery_id: str) -> None:
-        delivery = await self._store.get(delivery_id)
+    async def _process_chain(self, delivery_ids: Sequence[str], page: _Page) -> None:
+        for delivery_id in delivery_ids:
+            await self._process(delivery_id, page)
+
+    async def _process(self, delivery_id: str, page: _Page) -> None:
+        """One claimed delivery, as read when it was claimed (leased: no one else changes it;
+        a receiver disabled since is found so by its next page)."""
+        delivery = page.documents[delivery_id]
         if delivery is None or delivery.status != "pending":
             await self._store.drop_from_queue(delivery_id)
             return
@@ -121,7 +148,7 @@ class Sender:
         if receiver is None:
             await self._give_up(delivery, Outcome.failed("receiver is not configured"))
             return
-        if await self._disabled.is_disabled(receiver.name):
+        if page.disabled.get(delivery.receiver, False):
             await self._give_up(delivery, Outcome.failed("receiver is disabled (HTTP 410)"))
             return
         now = self._clock()
@@ -137,8 +164,15 @@ class Sender:
             return
         outcome = await self._attempt(receiver, delivery)
         await self._record(delivery, outcome)
+        if outcome.result == "gone":  # disabled now: the rest of the page is not attempted
+            page.disabled[delivery.receiver] = True
 
     async def _attempt(self, receiver: Receiver, delivery: Delivery) -> Outcome:
+        sending = self._sending.setdefault(receiver.name, asyncio.Semaphore(ATTEMPTS_AT_ONCE))
+        async with sending:
+            return await self._attempt_now(receiver, delivery)
+
+    async def _attempt_now(self, receiver: Receiver, delivery: Delivery) -> Outcome:
         try:
             return await receiver.attempt(delivery)
         except jinja2.TemplateError as error:
@@ -212,6 +246,17 @@ class Sender:
             f"(after {delivery.attempts_this_round} attempt(s))",
             entry_id=delivery.id,
         )
+        await self._fall_back(failed)
+
+    async def _fall_back(self, failed: Delivery) -> None:
+        fallback = self._fallbacks.get(failed.receiver)
+        if fallback is None:
+            return
+        target = self._receivers.get(fallback)
+        kind = target.kind if target is not None else "webhook"
+        for copy in fallback_deliveries(failed, fallback, kind=kind, now=self._clock()):
+            await self._store.create(copy)  # SET NX: queued once, however often we get here
+            log.warning("delivery.fallback", receiver=failed.receiver, delivery_id=copy.id)
 
     async def _disable(self, receiver: str, outcome: Outcome) -> None:
         alert = receiver_disabled_alert(receiver, outcome.detail, self._clock())
@@ -220,38 +265,65 @@ class Sender:
             await self._announce(alert)
 
     async def run(self, wake: asyncio.Event, every_s: float, stopping: asyncio.Event) -> None:
-        """Rounds until cancelled: every ``every_s`` seconds, or sooner when woken.
+        """Rounds until cancelled: every ``every_s`` seconds, sooner when woken, and at once
+        again while a round finds a full page of due deliveries.
 
         Each claimed delivery runs as a task of its own, so one slow endpoint (a 15 s timeout)
         does not hold up the others; its lease keeps it from being claimed twice meanwhile.
+        At most ``MAX_IN_FLIGHT`` are claimed and not yet done: a backlog stays in Redis
+        rather than queued here past its lease (then it would be claimed, and sent, twice).
         """
         in_flight: dict[asyncio.Task[None], list[str]] = {}
+        backlog = False  # the last round left due deliveries behind (a full page, or no room)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            in_flight.pop(done, None)
+            if backlog and sum(map(len, in_flight.values())) <= MAX_IN_FLIGHT - CLAIM_PAGE:
+                wake.set()  # room for a page of the backlog: no waiting for the next tick
+
         try:
             while not stopping.is_set():
                 wake.clear()
+                backlog, page = False, CLAIM_PAGE
                 try:
-                    claimed = await self._store.claim(self._clock(), lease=self._lease)
+                    room = MAX_IN_FLIGHT - sum(map(len, in_flight.values()))
+                    page = min(room, CLAIM_PAGE)
+                    claimed = (
+                        await self._store.claim(self._clock(), lease=self._lease, limit=page)
+                        if page > 0
+                        else []
+                    )
+                    read = await self._read_page(claimed)
                     for chain in chains(claimed):
-                        task = asyncio.create_task(self._process_logged(chain))
+                        task = asyncio.create_task(self._process_logged(chain, read))
                         in_flight[task] = chain
-                        task.add_done_callback(lambda done: in_flight.pop(done, None))
+                        task.add_done_callback(finished)
+                    backlog = len(claimed) == page
                     metrics.RETRY_QUEUE.set(await self._store.queue_size())
                 except Exception:
                     log.exception("sender.round_failed")
-                await wait_for_event(wake, every_s)
+                if not backlog or page < CLAIM_PAGE:
+                    await wait_for_event(wake, every_s)
         finally:
             # Stopped mid-attempt: hand the deliveries back so a restart tries them at once
             # (had the attempt gone through, the receiver drops the repeat by its id).
             interrupted = [delivery_id for chain in in_flight.values() for delivery_id in chain]
-            for task in list(in_flight):
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            await cancel_and_wait(list(in_flight))
             with contextlib.suppress(Exception):
                 await self._store.release(interrupted, self._clock())
 
-    async def _process_logged(self, delivery_ids: Sequence[str]) -> None:
+    async def _process_logged(self, delivery_ids: Sequence[str], page: _Page) -> None:
         for delivery_id in delivery_ids:
             try:
-                await self._process(delivery_id)
+                await self._process(delivery_id, page)
             except Exception:
                 log.exception("delivery.process_failed", delivery_id=delivery_id)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A page of claimed deliveries as read in one round trip, and whether each of their
+    receivers was disabled then."""
+
+    documents: Mapping[str, Delivery | None]
+    disabled: dict[str, bool]

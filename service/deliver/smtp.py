@@ -1,9 +1,10 @@
 """Email through ``aiosmtplib``: STARTTLS, implicit TLS or a plain local relay, with auth.
 
-Every message has a plain-text and an HTML part rendered from the templates; the subject names
-the kind, the advertiser and the amount. The ``Message-ID`` is derived from the delivery id,
-so a retried message can be recognised as the same one. SMTP 4xx answers and connection
-problems are retried; 5xx answers (a refused recipient, failed auth) are final.
+Every message has a plain-text and an HTML part rendered from the templates (the digest's own
+for a digest); the subject names the kind, the advertiser and the amount. The ``Message-ID``
+is derived from the delivery id, so a retried message can be recognised as the same one.
+SMTP 4xx answers and connection problems are retried; 5xx answers (a refused recipient,
+failed auth) are final.
 
 Usage::
 
@@ -33,17 +34,23 @@ def build_email(
 ) -> EmailMessage:
     """A multipart/alternative message: the text part first, the HTML part preferred."""
     transitions, repeat = delivery.transitions, delivery.repeat
+    if delivery.digest is not None:
+        subject = delivery.digest.title
+        text = renderer.render_digest("text", delivery.digest)
+        html = renderer.render_digest("html", delivery.digest)
+    else:
+        subject = renderer.render("subject", transitions, repeat=repeat)
+        text = renderer.render("text", transitions, repeat=repeat)
+        html = renderer.render("html", transitions, repeat=repeat)
     message = EmailMessage()
     # Header injection is impossible: the subject is one line, whatever a template produced.
-    message["Subject"] = " ".join(renderer.render("subject", transitions, repeat=repeat).split())
+    message["Subject"] = " ".join(subject.split())
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.to)
     message["Date"] = format_datetime(clock())
     message["Message-ID"] = f"<{delivery.message_id}@creditwatch>"
-    message.set_content(renderer.render("text", transitions, repeat=repeat) + "\n")
-    message.add_alternative(
-        renderer.render("html", transitions, repeat=repeat) + "\n", subtype="html"
-    )
+    message.set_content(text + "\n")
+    message.add_alternative(html + "\n", subtype="html")
     return message
 
 

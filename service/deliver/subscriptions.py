@@ -1,19 +1,30 @@
 """Webhook subscriptions made through the API: kept in Redis, delivered to like YAML webhooks.
 
-A subscription is what a ``notify.webhooks`` entry declares (a Standard Webhooks endpoint and
-the kinds it wants, as globs), created at run time by ``/v1/subscriptions``. Its ``whsec_``
-secret is generated here and returned once, on creation; it stays in Redis because the sender
-signs with it, and no read ever returns it again. The notifier routes each transition to the
-subscriptions whose kinds match (at once, one delivery per transition, like the YAML
-webhooks), and the sender resolves their receivers here per delivery, so every replica picks
-up a new or deleted subscription without a restart. The URL is checked again before each
-attempt: a host that resolved to a public address when the subscription was made may not
-resolve to a private one later (DNS rebinding).
+A subscription is a Standard Webhooks endpoint and the kinds it wants (globs), as a ``webhook``
+receiver with a route matching those kinds declares it, created at run time by
+``/v1/subscriptions``. Its ``whsec_`` secret is generated here and returned once, on creation;
+it stays in Redis because the sender signs with it, and no read ever returns it again. The
+notifier routes each transition to the subscriptions whose kinds match (at once, one delivery
+per transition, like a route with ``group_by: ["..."]`` and no waits), and the sender resolves
+their receivers here per delivery, so every replica picks up a new or deleted subscription
+without a restart. The URL is checked again before each attempt: a host that resolved to a
+public address when the subscription was made may not resolve to a private one later (DNS
+rebinding). ``create`` with a ``limit`` refuses one more than that many
+(``TooManySubscriptions``), checked and written in one step (a Lua script), so concurrent
+requests cannot overshoot it.
+
+Rotating a secret (``rotate``) makes a new one and keeps the old one for a grace period:
+until it ends, every delivery is signed with both, so the subscriber can switch over with no
+failed verification. An old secret is dropped on read once its grace has passed (compared with
+the sender's clock), and from the record at the next rotation.
 
 Usage::
 
     store = Subscriptions(redis, settings.streams)
-    subscription, secret = await store.create(url, kinds=["credit.*"], description="", now=now)
+    subscription, secret = await store.create(
+        url, kinds=["credit.*"], description="", now=now, limit=settings.notify.max_subscriptions
+    )
+    rotated = await store.rotate(subscription.id, grace=timedelta(hours=24), now=now)
     targets = await store.targets(labels, settings.notify)      # for the notifier
     receiver = await store.receiver(subscription.id, settings.notify, http)   # for the sender
 """
@@ -23,12 +34,13 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from config.notify import NotifySettings, WebhookReceiverSettings
 from config.settings import StreamSettings
@@ -36,19 +48,45 @@ from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.receivers import Outcome
 from service.deliver.routing import RouteTarget, matches
+from service.deliver.url_guard import UnsafeUrl, check_subscriber_url
 from service.deliver.webhook import WebhookReceiver
-from service.http.url_guard import UnsafeUrl, check_subscriber_url
+from service.optimistic import Decision, commit
 
 __all__ = [
+    "REFUSED",
     "GuardedWebhook",
+    "PreviousSecret",
+    "Rotated",
     "Subscription",
     "SubscriptionKinds",
     "Subscriptions",
+    "TooManySubscriptions",
     "is_subscription_id",
     "new_secret",
 ]
 
 _ID = re.compile(r"^sub_[0-9a-f]{16}$")
+# Old secrets kept at once: rotating again and again within one grace keeps only the newest.
+MAX_PREVIOUS = 4
+
+# KEYS[1] the hash; ARGV: limit, id, JSON. 1 if written, 0 if the hash is full.
+_CREATE_BOUNDED = """
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class TooManySubscriptions(Exception):
+    """As many subscriptions as allowed exist already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} subscriptions")
+        self.limit = limit
+
+
+# How a delivery the URL guard stopped begins its detail.
+REFUSED = "subscriber URL refused"
 
 
 def is_subscription_id(name: str) -> bool:
@@ -73,8 +111,30 @@ class Subscription(BaseModel):
     updated_at: AwareDatetime
 
 
+class PreviousSecret(BaseModel):
+    """A rotated-out secret, still signed with until ``expires_at``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret: str
+    expires_at: AwareDatetime
+
+
 class _Stored(Subscription):
     secret: str
+    previous: list[PreviousSecret] = []
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The current secret first, then the old ones whose grace has not ended."""
+        return [self.secret, *(p.secret for p in self.previous if p.expires_at > now)]
+
+
+class Rotated(BaseModel):
+    """The outcome of a rotation: the new secret (shown this once) and when the old one ends."""
+
+    subscription: Subscription
+    secret: str
+    previous_expires_at: AwareDatetime | None
 
 
 class SubscriptionKinds(Mapping[str, str]):
@@ -102,7 +162,10 @@ class SubscriptionKinds(Mapping[str, str]):
 
 
 class GuardedWebhook:
-    """A subscription's webhook receiver that refuses, at each attempt, a non-public URL."""
+    """A subscription's webhook receiver that refuses, at each attempt, a non-public URL.
+
+    The address is checked again where it is connected to (``url_guard.guarded_client``):
+    this first check gives a clear reason, that one closes the rebinding window."""
 
     kind = "webhook"
 
@@ -123,7 +186,7 @@ class GuardedWebhook:
         try:
             await check_subscriber_url(self._url, allow_private=self._allow_private)
         except UnsafeUrl as error:
-            return Outcome.failed(f"subscriber URL refused: {error}")
+            return Outcome.failed(f"{REFUSED}: {error}")
         return await self._inner.attempt(delivery)
 
 
@@ -132,12 +195,20 @@ class Subscriptions:
 
     def __init__(self, redis: Redis, streams: StreamSettings) -> None:
         self._redis = redis
-        self._key = streams.key("subscriptions")
+        self._key = streams.keyspace.subscriptions()
+        self._create_bounded = redis.register_script(_CREATE_BOUNDED)
 
     async def create(
-        self, url: str, *, kinds: list[str], description: str, now: datetime
+        self,
+        url: str,
+        *,
+        kinds: list[str],
+        description: str,
+        now: datetime,
+        limit: int | None = None,
     ) -> tuple[Subscription, str]:
-        """A new subscription and its secret (the only time the secret is returned)."""
+        """A new subscription and its secret (the only time the secret is returned); with
+        ``limit``, ``TooManySubscriptions`` if that many exist already."""
         secret = new_secret()
         stored = _Stored(
             id="sub_" + secrets.token_hex(8),
@@ -148,7 +219,12 @@ class Subscriptions:
             updated_at=now,
             secret=secret,
         )
-        await self._redis.hset(self._key, stored.id, stored.model_dump_json())
+        if limit is None:
+            await self._redis.hset(self._key, stored.id, stored.model_dump_json())
+        elif not await self._create_bounded(
+            keys=[self._key], args=[limit, stored.id, stored.model_dump_json()]
+        ):
+            raise TooManySubscriptions(limit)
         return _public(stored), secret
 
     async def update(
@@ -164,6 +240,36 @@ class Subscriptions:
         await self._redis.hset(self._key, subscription_id, changed.model_dump_json())
         return _public(changed)
 
+    async def rotate(
+        self, subscription_id: str, *, grace: timedelta, now: datetime
+    ) -> Rotated | None:
+        """A new secret; the current one is kept ``grace`` longer (none: dropped at once)."""
+        key = self._key
+
+        async def decide(pipe: Pipeline) -> Decision[Rotated | None]:
+            stored = _parse(await pipe.hget(key, subscription_id))
+            if stored is None:
+                return Decision(None)
+            kept = [p for p in stored.previous if p.expires_at > now]
+            expires_at = now + grace if grace > timedelta(0) else None
+            if expires_at is not None:
+                kept.insert(0, PreviousSecret(secret=stored.secret, expires_at=expires_at))
+            secret = new_secret()
+            changed = stored.model_copy(
+                update={"secret": secret, "previous": kept[:MAX_PREVIOUS], "updated_at": now}
+            )
+
+            async def writes(pipe: Pipeline) -> None:
+                pipe.hset(key, subscription_id, changed.model_dump_json())
+
+            rotated = Rotated(
+                subscription=_public(changed), secret=secret, previous_expires_at=expires_at
+            )
+            return Decision(rotated, writes)
+
+        # Watched: a concurrent update must not lose the new secret.
+        return await commit(self._redis, [key], decide)
+
     async def delete(self, subscription_id: str) -> bool:
         return bool(await self._redis.hdel(self._key, subscription_id))
 
@@ -176,22 +282,31 @@ class Subscriptions:
 
     async def targets(self, labels: Mapping[str, str], notify: NotifySettings) -> list[RouteTarget]:
         """Where a transition with these labels goes among the subscriptions: at once, one
-        group per alert, as the YAML ``webhooks`` are routed (``NotifySettings.routes``)."""
-        return [
-            RouteTarget(
-                receiver=s.id,
-                # Stable per subscription: the group of an alert must not move when others
-                # are added or deleted, or its resolved transition would miss its group.
-                path="subscription",
-                group_by=("...",),
-                group_wait=timedelta(0),
-                group_interval=timedelta(0),
-                repeat_interval=notify.repeat_interval,
-                mute_time_intervals=(),
-            )
-            for s in await self._all()
-            if matches({"kind": s.kinds}, dict(labels))
-        ]
+        group per alert (as a route with ``group_by: ["..."]`` and no waits)."""
+        return (await self.router(notify))(labels)
+
+    async def router(self, notify: NotifySettings) -> TargetsOf:
+        """``targets`` over the subscriptions as they are now, read once (a notifier's batch)."""
+        stored = await self._all()
+
+        def targets(labels: Mapping[str, str]) -> list[RouteTarget]:
+            return [
+                RouteTarget(
+                    receiver=s.id,
+                    # Stable per subscription: the group of an alert must not move when others
+                    # are added or deleted, or its resolved transition would miss its group.
+                    path="subscription",
+                    group_by=("...",),
+                    group_wait=timedelta(0),
+                    group_interval=timedelta(0),
+                    repeat_interval=notify.repeat_interval,
+                    mute_time_intervals=(),
+                )
+                for s in stored
+                if matches({"kind": s.kinds}, dict(labels))
+            ]
+
+        return targets
 
     async def receiver(
         self,
@@ -205,19 +320,15 @@ class Subscriptions:
         if stored is None:
             return None
         settings = WebhookReceiverSettings(
-            name=stored.id, url=stored.url, secret=SecretStr(stored.secret)
+            name=stored.id,
+            url=stored.url,
+            secrets=[SecretStr(s) for s in stored.signing_secrets(clock())],
         )
         inner = WebhookReceiver(settings, http, clock)
         return GuardedWebhook(inner, stored.url, allow_private=notify.allow_private_urls)
 
     async def _load(self, subscription_id: str) -> _Stored | None:
-        raw = await self._redis.hget(self._key, subscription_id)
-        if raw is None:
-            return None
-        try:
-            return _Stored.model_validate_json(raw)
-        except ValidationError:
-            return None  # a hand-edited entry: as if it were not there
+        return _parse(await self._redis.hget(self._key, subscription_id))
 
     async def _all(self) -> list[_Stored]:
         out: list[_Stored] = []
@@ -229,5 +340,18 @@ class Subscriptions:
         return sorted(out, key=lambda s: (s.created_at, s.id))
 
 
+# A transition's labels -> the subscriptions it goes to.
+TargetsOf = Callable[[Mapping[str, str]], list[RouteTarget]]
+
+
+def _parse(raw: bytes | str | None) -> _Stored | None:
+    if raw is None:
+        return None
+    try:
+        return _Stored.model_validate_json(raw)
+    except ValidationError:
+        return None  # a hand-edited entry: as if it were not there
+
+
 def _public(stored: _Stored) -> Subscription:
-    return Subscription.model_validate(stored.model_dump(exclude={"secret"}))
+    return Subscription.model_validate(stored.model_dump(exclude={"secret", "previous"}))

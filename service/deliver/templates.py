@@ -19,9 +19,10 @@ from typing import Any
 import jinja2
 
 from config.notify import TEMPLATE_NAMES, AnyReceiver
-from service.alerts import AlertTransition
+from service.deliver.digest import Digest
+from workers.contract.alerts import AlertTransition
 
-__all__ = ["FILES", "Renderer", "alert_context"]
+__all__ = ["DIGEST_FILES", "FILES", "Renderer", "alert_context"]
 
 FILES = {
     "subject": "subject.txt.j2",
@@ -31,6 +32,12 @@ FILES = {
     "slack_alert": "slack_alert.md.j2",
 }
 assert set(FILES) == set(TEMPLATE_NAMES)
+# The digest's parts; a ``template_dir`` may hold its own versions under these names.
+DIGEST_FILES = {
+    "text": "digest_text.txt.j2",
+    "html": "digest_html.html.j2",
+    "slack_account": "digest_slack.md.j2",
+}
 
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 RESOLVED_EMOJI = ":white_check_mark:"
@@ -99,6 +106,12 @@ class Renderer:
         """Render one template; raises jinja2.TemplateError if an override is broken."""
         template = self._env.get_template(FILES[name])
         text: str = template.render(**self.context(transitions, repeat=repeat), **extra)
+        return text.strip()
+
+    def render_digest(self, name: str, digest: Digest, **extra: Any) -> str:
+        """One part of a digest (``DIGEST_FILES``); raises jinja2.TemplateError if broken."""
+        template = self._env.get_template(DIGEST_FILES[name])
+        text: str = template.render(digest=digest, **extra)
         return text.strip()
 
 

@@ -4,7 +4,10 @@ One POST per transition, with the public body of ``AlertTransition.webhook_body`
 ``webhook-id`` is derived from the delivery id, so it is the same on every retry of one
 delivery and a subscriber can drop duplicates by it. Only a 2xx answer is success; 410 means
 the endpoint is gone (the receiver is disabled); everything else, timeouts included, is
-retried on the schedule, honouring ``Retry-After``.
+retried on the schedule, honouring ``Retry-After``. The reply is read within bounds
+(``bounded_reply``): 64 KiB kept, one deadline for the whole attempt. With several secrets (a
+rotation), the ``webhook-signature`` header carries one signature per secret, space-separated,
+as Standard Webhooks specifies: a verifier holding any one of them accepts the message.
 
 Usage::
 
@@ -18,11 +21,12 @@ import httpx
 from standardwebhooks import Webhook
 
 from config.notify import WebhookReceiverSettings
+from service.deliver.bounded_reply import post
 from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.http_status import outcome_of
 from service.deliver.receivers import ConfiguredReceiver, Outcome
-from workers import wire
+from workers.contract import wire
 
 __all__ = ["WebhookReceiver"]
 
@@ -37,8 +41,7 @@ class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
     ) -> None:
         super().__init__(settings)
         self._http = http
-        self._signer = Webhook(settings.secret.get_secret_value())
-        self._timeout = httpx.Timeout(settings.timeout_s)
+        self._signers = [Webhook(s.get_secret_value()) for s in settings.signing_secrets]
         self._clock = clock
 
     async def attempt(self, delivery: Delivery) -> Outcome:
@@ -52,13 +55,17 @@ class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(msg_id, now, body),
+            "webhook-signature": " ".join(s.sign(msg_id, now, body) for s in self._signers),
         }
         try:
-            response = await self._http.post(
-                self._settings.url, content=body, headers=headers, timeout=self._timeout
+            response = await post(
+                self._http,
+                self._settings.url,
+                content=body,
+                headers=headers,
+                timeout_s=self._settings.timeout_s,
             )
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return Outcome.retry(f"timeout after {self._settings.timeout_s:g} s")
         except httpx.TransportError as error:
             return Outcome.retry(f"transport error: {type(error).__name__}")

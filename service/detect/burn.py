@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -39,10 +40,9 @@ def daily_average(
     daily: Mapping[date, Decimal], today: date, burn_days: int
 ) -> tuple[Decimal, int] | None:
     """The mean of the last ``burn_days`` complete days with data, and how many were used."""
-    spent_days = sorted(day for day, amount in daily.items() if day < today and amount > 0)
-    if not spent_days:
+    first = min((day for day, amount in daily.items() if day < today and amount > 0), default=None)
+    if first is None:
         return None
-    first = spent_days[0]
     days = [today - timedelta(days=back) for back in range(1, burn_days + 1)]
     used = [daily[day] for day in days if day >= first and day in daily]
     if not used:
@@ -60,8 +60,9 @@ def intraday(
     if len(points) < 2:
         return None
     latest = points[-1][0]
-    horizon = latest - INTRADAY_WINDOW
-    window = [(at, amount) for at, amount in points if at >= horizon]
+    # Points are oldest first: the window's first one is found by bisection.
+    first = bisect_left(points, latest - INTRADAY_WINDOW, key=_time)
+    window = points[first:] if first else points
     # Runs for every balance snapshot, over up to a day of points: the span is summed as a
     # timedelta (exact, and much cheaper than Decimal seconds per interval), and only the
     # expiry instants inside the window are checked per interval.
@@ -78,6 +79,10 @@ def intraday(
         return None
     days = seconds(span) / _DAY
     return drops / days, min(days, Decimal(1))
+
+
+def _time(point: tuple[datetime, Decimal]) -> datetime:
+    return point[0]
 
 
 def rate(

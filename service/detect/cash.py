@@ -5,6 +5,11 @@ delivery stops when the valid cash balance is used up. Fires when the credit is 
 ``valid_cash_balance / spend per day`` is under ``detect.cash_runway_days``; resolves when
 credit is back, or the runway is ``hysteresis_percent`` over the line (a cash top-up).
 
+An account that pays from a SHARED Payment Portfolio is left out: its cash figures are the
+portfolio's, drawn on by every account in it, so dividing them by this account's spend would
+promise a runway that the others are also using up. It never fires there, and an episode open
+when the account moved into a shared portfolio resolves.
+
 Usage::
 
     state, transitions = evaluate(state, snapshot, ledger, settings)
@@ -16,12 +21,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
-from service.detect.episodes import Episodes, Rule, Value, subject_of, sync, who
+from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import total_burn
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["CASH_LOW", "evaluate", "runway_days"]
 
@@ -43,8 +48,9 @@ def evaluate(
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.last_observed_at is None or state.now is None:
         return state, []
-    # Only an account that had credit can have it run out.
-    exhausted = state.peak_grant > 0 and state.valid_grant <= 0
+    # Only an account that had credit can have it run out; a shared portfolio's cash is not
+    # this account's runway.
+    exhausted = state.peak_grant > 0 and state.valid_grant <= 0 and not state.cash_shared
     if not exhausted and CASH_LOW not in state.open:
         return state, []  # nothing to open or close: spare the burn rate
     per_day = total_burn(state, settings, ledger)
@@ -53,6 +59,9 @@ def evaluate(
     hysteresis = settings.thresholds_for(state.advertiser_id).hysteresis_percent / 100
     firing = exhausted and runway is not None and runway < line
     clear = not exhausted or runway is None or runway >= line * (1 + hysteresis)
+    rule = Rule(CASH_LOW, "critical")
+    if not due(state.open, rule, firing=firing, clear=clear):
+        return state, []
 
     subject = subject_of(state)
     empty_at = (
@@ -64,6 +73,7 @@ def evaluate(
         "runway_days": runway if runway is not None else "",
         "cash_runs_out_at": empty_at.isoformat() if empty_at else "",
         "runway_line_days": line,
+        "balance_reminder": flag_text(state.balance_reminder),
     }
     fire = (
         f"Ad credit for {who(subject)} is used up and the cash balance "
@@ -72,19 +82,19 @@ def evaluate(
         "payment, delivery stops when it runs out. Add funds or credit."
     )
     resolve = (
-        f"Ad credit is back for {who(subject)}."
+        f"The cash of {who(subject)} is now a shared Payment Portfolio's: not its own runway."
+        if state.cash_shared
+        else f"Ad credit is back for {who(subject)}."
         if not exhausted
         else f"The cash balance of {who(subject)} covers {line} days or more again."
     )
-    episodes = Episodes.of(state)
-    transitions = sync(
-        episodes,
+    return sync_state(
+        state,
         subject,
-        Rule(CASH_LOW, "critical"),
+        rule,
         state.now,
         firing=firing,
         clear=clear,
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return episodes.updated(state), transitions

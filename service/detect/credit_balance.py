@@ -19,13 +19,25 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from msgspec.structs import replace
+
 from config.settings import DetectSettings, Thresholds
-from service.alerts import AlertTransition
-from service.detect.episodes import Episodes, Rule, Subject, Value, close, open_, subject_of, who
+from service.detect.episodes import (
+    Episodes,
+    Rule,
+    Subject,
+    Value,
+    close,
+    flag_text,
+    open_,
+    subject_of,
+    who,
+)
 from service.detect.facts import AccountSnapshot
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
-from workers.snapshots import AccountBalanceSnapshot
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 __all__ = ["EXHAUSTED", "LOW", "evaluate", "low_line"]
 
@@ -54,16 +66,25 @@ def evaluate(
     if not isinstance(snapshot, AccountBalanceSnapshot):
         return state, []
     thresholds = settings.thresholds_for(snapshot.advertiser_id)
-    subject = subject_of(state)
     now = snapshot.observed_at
     balance = snapshot.balances.valid_grant_balance
     peak = max(state.peak_grant, balance)
-    episodes = Episodes.of(state)
-    transitions: list[AlertTransition] = []
-
     line = low_line(peak, thresholds)
     clear_of_line = line * (1 + thresholds.hysteresis_percent / _HUNDRED)
     has_had_credit = peak > 0
+    exhausted_band = line * thresholds.hysteresis_percent / _HUNDRED
+    low_open, exhausted_open = LOW in state.open, EXHAUSTED in state.open
+    if not (
+        (not low_open and has_had_credit and balance <= line)
+        or (low_open and balance > clear_of_line)
+        or (not exhausted_open and has_had_credit and balance <= 0)
+        or (exhausted_open and balance > exhausted_band)
+    ):
+        # Most snapshots open and close nothing: spare the messages.
+        return (state if peak == state.peak_grant else replace(state, peak_grant=peak)), []
+    subject = subject_of(state)
+    episodes = Episodes.of(state)
+    transitions: list[AlertTransition] = []
 
     low = Rule(LOW, "warning")
     low_values = {**_values(snapshot), "low_threshold": line, "peak_grant_balance": peak}
@@ -78,7 +99,6 @@ def evaluate(
         peak = balance
 
     exhausted = Rule(EXHAUSTED, "critical")
-    exhausted_band = line * thresholds.hysteresis_percent / _HUNDRED
     values = _values(snapshot)
     if EXHAUSTED not in episodes and has_had_credit and balance <= 0:
         summary = (
@@ -100,6 +120,7 @@ def _values(snapshot: AccountBalanceSnapshot) -> dict[str, Value]:
         "valid_grant_balance": balances.valid_grant_balance,
         "frozen_grant_balance": balances.frozen_grant_balance,
         "valid_cash_balance": balances.valid_cash_balance,
+        "balance_reminder": flag_text(snapshot.balance_reminder),
     }
 
 

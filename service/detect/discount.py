@@ -19,12 +19,12 @@ from decimal import Decimal
 
 from config.ledger import Credit
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
 from service.detect.episodes import Episodes, Rule, Value, subject_of, sync, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import spend_days
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["CAP_NEAR", "CAP_REACHED", "discount_used", "evaluate"]
 
@@ -50,7 +50,7 @@ def evaluate(
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
-    if state.now is None:
+    if state.now is None or not any(credit.discount for credit in ledger.credits):
         return state, []
     now = state.now
     subject = subject_of(state)

@@ -21,9 +21,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from service.alerts import AlertTransition, Severity, Status, episode_id
+from msgspec.structs import replace
+
 from service.detect.state import AccountState, CenterState, OpenEpisode
-from workers import wire
+from workers.contract import wire
+from workers.contract.alerts import AlertTransition, Severity, Status, episode_id
 
 __all__ = [
     "Episodes",
@@ -33,10 +35,12 @@ __all__ = [
     "Value",
     "close",
     "due",
+    "flag_text",
     "notify_once",
     "open_",
     "subject_of",
     "sync",
+    "sync_state",
     "who",
 ]
 
@@ -100,7 +104,7 @@ class Episodes:
         """``state`` with these episodes and ``fields`` in it; ``state`` itself if unchanged."""
         if not self.changed and all(getattr(state, k) == v for k, v in fields.items()):
             return state
-        return state.model_copy(update={**fields, **self.fields()})
+        return replace(state, **{**fields, **self.fields()})
 
     def __contains__(self, key: object) -> bool:
         return key in self.open
@@ -126,6 +130,11 @@ def subject_of(state: AccountState) -> Subject:
     if profile is None:
         return Subject(state.advertiser_id, "", "", NO_CURRENCY)
     return Subject(state.advertiser_id, profile.advertiser_name, profile.bc_id, profile.currency)
+
+
+def flag_text(flag: bool | None) -> str:
+    """A yes/no fact of the API as an alert value: ``"true"``, ``"false"``, ``""`` if unknown."""
+    return "" if flag is None else str(flag).lower()
 
 
 def who(subject: Subject) -> str:
@@ -212,6 +221,26 @@ def sync(
     if rule.key in episodes:
         return [close(episodes, subject, rule, now, resolve)]
     return open_(episodes, subject, rule, now, fire)
+
+
+def sync_state(
+    state: AccountState,
+    subject: Subject,
+    rule: Rule,
+    now: datetime,
+    *,
+    firing: bool,
+    clear: bool,
+    fire: Message,
+    resolve: Message,
+) -> tuple[AccountState, list[AlertTransition]]:
+    """``sync`` on the episodes of ``state``, for a rule that keeps nothing else in it: the
+    state with them written back (``state`` itself if unchanged) and the transitions."""
+    episodes = Episodes.of(state)
+    transitions = sync(
+        episodes, subject, rule, now, firing=firing, clear=clear, fire=fire, resolve=resolve
+    )
+    return episodes.updated(state), transitions
 
 
 def due(open_episodes: Mapping[str, OpenEpisode], rule: Rule, *, firing: bool, clear: bool) -> bool:

@@ -20,8 +20,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from msgspec.structs import replace
+
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
 from service.detect.episodes import (
     Episodes,
     Rule,
@@ -35,9 +36,10 @@ from service.detect.episodes import (
 )
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import credit_estimates, grant_burn
+from service.detect.ledger import AccountLedger, Entry, forfeits
 from service.detect.state import AccountState
-from service.ledger import AccountLedger, Entry, forfeits
-from workers.snapshots import PROMOTION_ISSUED
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import PROMOTION_ISSUED
 
 __all__ = ["EXPIRED", "EXPIRING", "evaluate"]
 
@@ -54,6 +56,9 @@ def evaluate(
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.last_observed_at is None or state.now is None:
         return state, []
+    if not ledger.credits and not state.transactions:
+        # No credit to estimate (the usual account): nothing is projected to be forfeited.
+        return (replace(state, credit_unused={}) if state.credit_unused else state), []
     now = state.now
     subject = subject_of(state)
     entries, left = credit_estimates(state, ledger)

@@ -16,50 +16,94 @@ Usage::
 from __future__ import annotations
 
 from bisect import bisect_left
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from math import ceil
 
-from service.detect.burn import INTRADAY_WINDOW
-from service.detect.state import AccountState, BalancePoint, DayFigure, Profile, TransactionRecord
-from service.ledger import AccountLedger, match_expired, match_issued
-from workers.snapshots import (
+from msgspec.structs import replace
+
+from config.settings import DetectSettings
+from service.detect import figures, rollup
+from service.detect.burn import INTRADAY_WINDOW, seconds
+from service.detect.ledger import AccountLedger, match_expired, match_issued
+from service.detect.state import (
+    AccountState,
+    BalancePoint,
+    DayFigure,
+    Midnights,
+    Profile,
+    Spans,
+    SpendDays,
+    TransactionRecord,
+)
+from workers.contract.snapshots import (
     PROMOTION_ISSUED,
     AccountBalanceSnapshot,
     CreditTransactionSnapshot,
     DailySpendSnapshot,
 )
+from workers.contract.wire import CENT
 
-__all__ = ["AccountSnapshot", "record", "thin"]
+__all__ = ["AccountSnapshot", "midnights_for", "record", "thin"]
 
 AccountSnapshot = AccountBalanceSnapshot | DailySpendSnapshot | CreditTransactionSnapshot
 
-# Day figures older than this are dropped: no rule looks further back (ladder windows and
-# credit validity are bounded by it too; a longer one loses its oldest days).
+# Spend older than this is dropped: no rule looks further back (ladder windows and credit
+# validity are bounded by it too; a longer one loses its oldest days). Within it, days older
+# than the spend window are kept as summed spans (``rollup``).
 SPEND_RETENTION = timedelta(days=120)
 TRANSACTION_RETENTION = timedelta(days=400)
 # Balance points kept as observed; older ones are thinned to one per hour (``thin``).
 FULL_RESOLUTION = timedelta(hours=1)
+# Midnight grant balances kept for reconciliation: enough to outlast the report lag.
+MIDNIGHTS_KEPT = 7
+_DAY = timedelta(days=1)
 
 
 def record(
-    state: AccountState | None, snapshot: AccountSnapshot, ledger: AccountLedger
+    state: AccountState | None,
+    snapshot: AccountSnapshot,
+    ledger: AccountLedger,
+    window: timedelta = rollup.MIN_WINDOW,
+    midnights_kept: int = MIDNIGHTS_KEPT,
 ) -> AccountState | None:
-    """The state with the snapshot's fact in it; None if the fact is already known."""
+    """The state with the snapshot's fact in it; None if the fact is already known.
+
+    ``window`` is how far back spend days are kept one by one (``rollup.window``), and
+    ``midnights_kept`` how many midnight balances (``midnights_for``)."""
     current = state or AccountState(advertiser_id=snapshot.advertiser_id)
     if isinstance(snapshot, AccountBalanceSnapshot):
-        updated = _balance(current, snapshot)
+        updated = _balance(current, snapshot, midnights_kept)
     elif isinstance(snapshot, DailySpendSnapshot):
-        updated = _spend(current, snapshot)
+        updated = _spend(current, snapshot, ledger, window)
     else:
         updated = _transaction(current, snapshot, ledger)
     if updated is None:
         return None
     now = snapshot.observed_at if current.now is None else max(current.now, snapshot.observed_at)
-    name = snapshot.advertiser_name or (current.profile.advertiser_name if current.profile else "")
-    profile = Profile(advertiser_name=name, bc_id=snapshot.bc_id, currency=snapshot.currency)
-    return updated.model_copy(update={"now": now, "profile": profile})
+    known = current.profile
+    name = snapshot.advertiser_name or (known.advertiser_name if known else "")
+    profile = known
+    if known is None or (known.advertiser_name, known.bc_id, known.currency) != (
+        name,
+        snapshot.bc_id,
+        snapshot.currency,
+    ):
+        profile = Profile(advertiser_name=name, bc_id=snapshot.bc_id, currency=snapshot.currency)
+    return replace(updated, now=now, profile=profile)
 
 
-def _balance(state: AccountState, snapshot: AccountBalanceSnapshot) -> AccountState | None:
+def midnights_for(settings: DetectSettings) -> int:
+    """Midnight balances worth keeping: reconciliation compares the newest day settled
+    ``reconcile_lag_h`` after it ended, so a few days beyond the lag (at most
+    ``MIDNIGHTS_KEPT``)."""
+    return min(MIDNIGHTS_KEPT, ceil(settings.reconcile_lag_h / 24) + 3)
+
+
+def _balance(
+    state: AccountState, snapshot: AccountBalanceSnapshot, midnights_kept: int
+) -> AccountState | None:
     if state.last_observed_at is not None and snapshot.observed_at <= state.last_observed_at:
         return None
     balances = snapshot.balances
@@ -67,16 +111,58 @@ def _balance(state: AccountState, snapshot: AccountBalanceSnapshot) -> AccountSt
         at=snapshot.observed_at, grant=balances.grant_balance, cash=balances.cash_balance
     )
     history = thin([*state.history, point], now=snapshot.observed_at)
-    return state.model_copy(
-        update={
+    previous = state.history[-1] if state.history else None
+    return replace(
+        state,
+        **{
+            "grant_at_midnight": _as_midnights(
+                midnights(state.grant_at_midnight, previous, point, kept=midnights_kept)
+            ),
             "last_observed_at": snapshot.observed_at,
             "valid_grant": balances.valid_grant_balance,
             "grant": balances.grant_balance,
             "frozen_grant": balances.frozen_grant_balance,
             "valid_cash": balances.valid_cash_balance,
+            "balance_reminder": snapshot.balance_reminder,
+            "cash_shared": snapshot.cash_is_shared,
             "history": history,
-        }
+        },
     )
+
+
+def _as_midnights(marks: Mapping[date, Decimal]) -> Midnights:
+    return marks if isinstance(marks, Midnights) else Midnights(marks)
+
+
+def midnights(
+    marks: Mapping[date, Decimal],
+    previous: BalancePoint | None,
+    point: BalancePoint,
+    kept: int = MIDNIGHTS_KEPT,
+) -> Mapping[date, Decimal]:
+    """``marks`` with the grant balance at each UTC midnight between two balance points,
+    interpolated between them, keyed by the day that ended there; the newest kept."""
+    if previous is None or point.at <= previous.at:
+        return marks
+    if previous.at.astimezone(UTC).date() == point.at.astimezone(UTC).date():
+        return marks  # no midnight in between: the usual case
+    first = datetime.combine(previous.at.astimezone(UTC).date() + _DAY, time(), tzinfo=UTC)
+    # After a long silence only the last few midnights matter.
+    first = max(
+        first,
+        datetime.combine(point.at.astimezone(UTC).date(), time(), tzinfo=UTC) - kept * _DAY,
+    )
+    if first > point.at:
+        return marks
+    updated = dict(marks)
+    span = seconds(point.at - previous.at)
+    midnight = first
+    while midnight <= point.at:
+        share = seconds(midnight - previous.at) / span
+        grant = previous.grant + (point.grant - previous.grant) * share
+        updated[midnight.date() - _DAY] = grant.quantize(CENT)
+        midnight += _DAY
+    return dict(sorted(updated.items())[-kept:])
 
 
 def thin(history: list[BalancePoint], *, now: datetime) -> list[BalancePoint]:
@@ -104,21 +190,52 @@ def thin(history: list[BalancePoint], *, now: datetime) -> list[BalancePoint]:
     return kept
 
 
-def _spend(state: AccountState, snapshot: DailySpendSnapshot) -> AccountState | None:
-    days = state.spend.get(snapshot.source, {})
-    known = days.get(snapshot.day)
-    if known is not None and snapshot.observed_at <= known.observed_at:
-        return None
+def _spend(
+    state: AccountState, snapshot: DailySpendSnapshot, ledger: AccountLedger, window: timedelta
+) -> AccountState | None:
+    source = snapshot.source
+    oldest = (snapshot.observed_at - SPEND_RETENTION).date()
+    start = (snapshot.observed_at - window).date()
+    if source == "report" and figures.source(state) == "bc_cost":
+        # No rule reads the report figures while there are cost figures: they are kept as
+        # spans only (``rollup``), from the day they arrive.
+        start = date.max
+    days = {day: fig for day, fig in state.spend.get(source, {}).items() if day >= oldest}
+    spans = rollup.drop_before(state.rolled.get(source, {}), oldest)
+    cuts = rollup.cut_days(ledger, state.transactions)
+    # Days that left the window since the last figure are rolled into spans first.
+    for day in sorted(day for day in days if day < start):
+        spans = rollup.roll(spans, day, days.pop(day), cuts) or spans
     figure = DayFigure(
         cash=snapshot.cash_amount,
         grant=snapshot.grant_amount,
         total=snapshot.total,
         observed_at=snapshot.observed_at,
     )
-    oldest = (snapshot.observed_at - SPEND_RETENTION).date()
-    kept = {day: fig for day, fig in days.items() if day >= oldest}
-    kept[snapshot.day] = figure  # a revision replaces the day's figure: never added twice
-    return state.model_copy(update={"spend": {**state.spend, snapshot.source: kept}})
+    if snapshot.day < oldest:
+        return None
+    if snapshot.day < start:
+        # A day that old is final (backfill reads it once): summed into the spans, unless
+        # one already holds it.
+        added = rollup.roll(spans, snapshot.day, figure, cuts)
+        if added is None:
+            return None
+        spans = added
+    else:
+        known = days.get(snapshot.day)
+        if known is not None and snapshot.observed_at <= known.observed_at:
+            return None
+        days[snapshot.day] = figure  # a revision replaces the day's figure: never added twice
+    spend = (
+        {**state.spend, source: SpendDays(days)}
+        if days
+        else {name: figures_of for name, figures_of in state.spend.items() if name != source}
+    )
+    return replace(
+        state,
+        spend=spend,
+        rolled={**state.rolled, source: Spans(spans)} if spans else state.rolled,
+    )
 
 
 def _transaction(
@@ -139,4 +256,4 @@ def _transaction(
     oldest = snapshot.observed_at - TRANSACTION_RETENTION
     kept = {tid: r for tid, r in state.transactions.items() if r.create_time >= oldest}
     kept[snapshot.transaction_id] = entry
-    return state.model_copy(update={"transactions": kept})
+    return replace(state, **{"transactions": kept})

@@ -17,9 +17,9 @@ from typing import Literal
 
 from config.settings import DetectSettings
 from service.detect import burn
+from service.detect.ledger import AccountLedger, Entry, allocate, ledger_entries, unused
 from service.detect.state import AccountState
-from service.ledger import AccountLedger, Entry, allocate, ledger_entries, unused
-from workers.snapshots import PROMOTION_EXPIRED
+from workers.contract.snapshots import PROMOTION_EXPIRED
 
 __all__ = [
     "cash_burn",
@@ -27,6 +27,7 @@ __all__ = [
     "expiries",
     "grant_burn",
     "read_times",
+    "source",
     "spend_days",
     "today",
     "total_burn",
@@ -40,10 +41,20 @@ def today(state: AccountState) -> date:
     return state.now.astimezone(UTC).date()
 
 
+def source(state: AccountState) -> str:
+    """The preferred source of spend figures: ``bc_cost`` once it has any."""
+    return "bc_cost" if state.spend.get("bc_cost") or state.rolled.get("bc_cost") else "report"
+
+
 def spend_days(state: AccountState, part: Part) -> dict[date, Decimal]:
-    """One part of the spend per day, from the preferred source."""
-    days = state.spend.get("bc_cost") or state.spend.get("report") or {}
-    return {day: getattr(figure, part) for day, figure in days.items()}
+    """One part of the spend per day, from the preferred source; a span of rolled-up old
+    days counts as its first day (see ``rollup``: no rule can tell the difference)."""
+    preferred = source(state)
+    days = {first: getattr(span, part) for first, span in state.rolled.get(preferred, {}).items()}
+    days.update(
+        (day, getattr(figure, part)) for day, figure in state.spend.get(preferred, {}).items()
+    )
+    return days
 
 
 def expiries(state: AccountState, ledger: AccountLedger) -> list[datetime]:
@@ -59,8 +70,7 @@ def expiries(state: AccountState, ledger: AccountLedger) -> list[datetime]:
 
 def read_times(state: AccountState) -> dict[date, datetime]:
     """When each day's figure (of the preferred source) was read."""
-    days = state.spend.get("bc_cost") or state.spend.get("report") or {}
-    return {day: figure.observed_at for day, figure in days.items()}
+    return {day: figure.observed_at for day, figure in state.spend.get(source(state), {}).items()}
 
 
 def grant_burn(

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
-from service.detect.episodes import Episodes, Rule, Value, due, subject_of, sync, who
+from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import grant_burn
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["DEPLETION", "evaluate", "exhaustion_at"]
 
@@ -66,6 +66,7 @@ def evaluate(
         "projected_exhaustion_at": runs_out.isoformat() if runs_out else "",
         "valid_grant_balance": balance,
         "horizon_hours": f"{settings.depletion_horizon_h:g}",
+        "balance_reminder": flag_text(state.balance_reminder),
     }
     hours = (
         ((runs_out - state.now).total_seconds() / 3600) if runs_out is not None else float("inf")
@@ -84,9 +85,8 @@ def evaluate(
             f"Ad credit for {who(subject)} is no longer expected to run out within "
             f"{settings.depletion_horizon_h:g} h."
         )
-    episodes = Episodes.of(state)
-    transitions = sync(
-        episodes,
+    return sync_state(
+        state,
         subject,
         rule,
         state.now,
@@ -95,4 +95,3 @@ def evaluate(
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return episodes.updated(state), transitions

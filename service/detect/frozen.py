@@ -11,12 +11,12 @@ Usage::
 from __future__ import annotations
 
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
-from service.detect.episodes import Episodes, Rule, subject_of, sync, who
+from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
 from service.detect.facts import AccountSnapshot
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
-from workers.snapshots import AccountBalanceSnapshot
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 __all__ = ["FROZEN", "evaluate"]
 
@@ -31,24 +31,29 @@ def evaluate(
 ) -> tuple[AccountState, list[AlertTransition]]:
     if not isinstance(snapshot, AccountBalanceSnapshot):
         return state, []
-    subject = subject_of(state)
     frozen = state.frozen_grant
-    values = {"frozen_grant_balance": frozen, "valid_grant_balance": state.valid_grant}
+    rule = Rule(FROZEN, "warning")
+    if not due(state.open, rule, firing=frozen > 0, clear=frozen <= 0):
+        return state, []
+    subject = subject_of(state)
+    values: dict[str, Value] = {
+        "frozen_grant_balance": frozen,
+        "valid_grant_balance": state.valid_grant,
+        "balance_reminder": flag_text(state.balance_reminder),
+    }
     fire = (
         f"{frozen:.2f} {subject.currency} of ad credit for {who(subject)} is frozen (risk "
         "hold) and cannot be spent. An appeal is possible from the Promotions page in "
         "Ads Manager."
     )
     resolve = f"The hold on ad credit for {who(subject)} is lifted: nothing is frozen now."
-    episodes = Episodes.of(state)
-    transitions = sync(
-        episodes,
+    return sync_state(
+        state,
         subject,
-        Rule(FROZEN, "warning"),
+        rule,
         snapshot.observed_at,
         firing=frozen > 0,
         clear=frozen <= 0,
         fire=(fire, values),
         resolve=(resolve, values),
     )
-    return episodes.updated(state), transitions

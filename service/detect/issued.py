@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from msgspec.structs import replace
+
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
 from service.detect.episodes import Rule, Value, notify_once, subject_of, who
 from service.detect.expiry import EXPIRED
 from service.detect.facts import AccountSnapshot
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
-from workers.snapshots import PROMOTION_ISSUED, CreditTransactionSnapshot
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import PROMOTION_ISSUED, CreditTransactionSnapshot
 
 __all__ = ["ISSUED", "evaluate"]
 
@@ -71,4 +73,4 @@ def evaluate(
     else:
         return state, []
     transitions = notify_once(notified, subject, rule, snapshot.create_time, (summary, values))
-    return state.model_copy(update={"notified": notified}), transitions
+    return replace(state, **{"notified": notified}), transitions

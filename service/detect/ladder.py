@@ -24,7 +24,6 @@ from decimal import Decimal
 
 from config.ledger import LadderProgram, LadderTier
 from config.settings import DetectSettings
-from service.alerts import AlertTransition
 from service.detect.burn import seconds
 from service.detect.episodes import (
     Episodes,
@@ -40,8 +39,9 @@ from service.detect.episodes import (
 )
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import cash_burn, spend_days
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
-from service.ledger import AccountLedger
+from workers.contract.alerts import AlertTransition
 
 __all__ = ["AT_RISK", "TIER_REACHED", "WINDOW_CLOSING", "evaluate", "qualifying_spend"]
 

@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -28,13 +27,15 @@ from functools import partial
 import structlog
 from redis.asyncio import Redis
 
+from config.redis_text import decoded
 from config.settings import DetectSettings, StreamSettings
-from service.alerts import AlertTransition
 from service.detect.episodes import Episodes, Rule, Value, close, open_, subject_of, who
 from service.detect.facts import AccountSnapshot
+from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation, StateStore
-from service.ledger import AccountLedger
-from workers.snapshots import AccountBalanceSnapshot
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import AccountBalanceSnapshot
+from workers.stopping import cancel_and_wait
 
 __all__ = ["STALE", "StalenessWatch", "evaluate", "mark_stale"]
 
@@ -92,10 +93,6 @@ def mark_stale(
     return Evaluation(episodes.updated(state), transitions)
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 class StalenessWatch:
     """Remembers when each account last had a balance snapshot; flags the silent ones."""
 
@@ -111,7 +108,7 @@ class StalenessWatch:
     ) -> None:
         self._redis = redis
         self._accounts = accounts
-        self._key = streams.key("fresh")
+        self._key = streams.keyspace.fresh()
         self._interval_s = interval_s
         self._stale_after_s = stale_after_s
         self._clock = clock
@@ -134,7 +131,7 @@ class StalenessWatch:
         transitions: list[AlertTransition] = []
         fresh = await self._redis.hgetall(self._key)
         for raw_id, raw_mark in fresh.items():
-            wall, _, observed = _text(raw_mark).partition(" ")
+            wall, _, observed = decoded(raw_mark).partition(" ")
             silent = now - float(wall)
             if silent <= self._stale_after_s:
                 continue
@@ -143,7 +140,7 @@ class StalenessWatch:
                 silent_for=timedelta(seconds=silent),
                 last_seen=datetime.fromisoformat(observed),
             )
-            transitions += await self._accounts.apply(_text(raw_id), evaluate)
+            transitions += await self._accounts.apply(decoded(raw_id), evaluate)
         return transitions
 
     async def __aenter__(self) -> StalenessWatch:
@@ -160,9 +157,7 @@ class StalenessWatch:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     async def _run(self) -> None:
         while True:

@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from config.settings import StreamSettings
-from service.alerts import AlertTransition, parse_transition
-from service.streams import payload_of, read_entries
+from service.streams import read_entries
+from workers.contract.alerts import AlertTransition, parse_transition
+from workers.contract.envelope import payload_of
 
 __all__ = ["AlertEpisode", "alert_episodes"]
 
@@ -49,8 +50,12 @@ class AlertEpisode(BaseModel):
 
 
 async def alert_episodes(redis: Redis, streams: StreamSettings) -> list[AlertEpisode]:
-    """The latest transition of every episode on the alerts stream, newest first."""
-    rows = await read_entries(redis, streams.alerts, count=HISTORY_ENTRIES, newest_first=True)
+    """The latest transition of every episode on the alerts streams, newest first."""
+    rows = [
+        row
+        for stream in streams.keyspace.alert_streams()
+        for row in await read_entries(redis, stream, count=HISTORY_ENTRIES, newest_first=True)
+    ]
     latest: dict[str, AlertEpisode] = {}
     for _, fields in rows:
         try:

@@ -1,8 +1,9 @@
 """The AsyncAPI document of creditwatch's streams, from FastStream's own generator.
 
-The snapshot stream carries ``workers.snapshots.Snapshot`` entries, the alerts stream
-``service.alerts.AlertTransition`` entries; both are declared as documented publishers so the
-document carries their JSON schemas.
+The snapshot stream carries ``workers.contract.snapshots.Snapshot`` entries, the alerts
+stream ``workers.contract.alerts.AlertTransition`` entries; both are declared as documented
+publishers so the document carries their JSON schemas. The route is open, so the document
+names the streams only: FastStream's ``servers`` section (the Redis host and port) is left out.
 
 Usage::
 
@@ -17,26 +18,29 @@ from faststream.redis import RedisBroker
 from faststream.specification import AsyncAPI
 
 from config.settings import StreamSettings
-from service.alerts import AlertTransition
-from workers.snapshots import Snapshot
+from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import Snapshot
 
 __all__ = ["asyncapi_document", "declare_streams"]
 
 
 def declare_streams(broker: RedisBroker, streams: StreamSettings) -> None:
-    """Declare the two streams' publishers with their schemas (for the document only)."""
-    broker.publisher(
-        stream=streams.snapshots,
-        title=streams.snapshots,
-        description="Observed facts from the TikTok API, one entry per account and poll.",
-        schema=Snapshot,
-    )
-    broker.publisher(
-        stream=streams.alerts,
-        title=streams.alerts,
-        description="Alert transitions (firing, resolved) emitted by the detectors.",
-        schema=AlertTransition,
-    )
+    """Declare the streams' publishers with their schemas (for the document only): a snapshot
+    and an alerts stream per shard."""
+    for stream in streams.keyspace.snapshot_streams():
+        broker.publisher(
+            stream=stream,
+            title=stream,
+            description="Observed facts from the TikTok API, one entry per account and poll.",
+            schema=Snapshot,
+        )
+    for stream in streams.keyspace.alert_streams():
+        broker.publisher(
+            stream=stream,
+            title=stream,
+            description="Alert transitions (firing, resolved) emitted by the detectors.",
+            schema=AlertTransition,
+        )
 
 
 def asyncapi_document(broker: RedisBroker, *, version: str = "0.1.0") -> Any:
@@ -46,4 +50,8 @@ def asyncapi_document(broker: RedisBroker, *, version: str = "0.1.0") -> Any:
         version=version,
         description="Redis streams of creditwatch: snapshots in, alert transitions out.",
     )
-    return spec.to_specification().to_jsonable()
+    document: dict[str, Any] = spec.to_specification().to_jsonable()
+    document.pop("servers", None)
+    for channel in document.get("channels", {}).values():
+        channel.pop("servers", None)  # references into the section left out
+    return document

@@ -3,7 +3,8 @@
 The x axis runs from ``days`` before the newest observation to ``ahead_days`` after it; the y
 axis from 0 to the largest balance shown. The solid line is the grant balance history; the
 dashed one the forecast from the newest valid grant balance down to 0 at the projected
-exhaustion (cut at the right edge when that is further out).
+exhaustion (cut at the right edge when that is further out). ``expiries`` inside the window
+become vertical markers (the account page shows when each credit expires).
 
 Usage::
 
@@ -32,6 +33,8 @@ class Chart:
     # x of "now" (the newest observation), for a faint marker.
     now_x: float
     top: Decimal
+    # x of each expiry inside the window, with what expires then (a label for the marker).
+    expiries: tuple[tuple[float, str], ...] = ()
 
 
 def burndown_chart(
@@ -44,6 +47,7 @@ def burndown_chart(
     ahead_days: int = 7,
     width: int = 280,
     height: int = 64,
+    expiries: Sequence[tuple[datetime, str]] = (),
 ) -> Chart:
     start = now - timedelta(days=days)
     end = now + timedelta(days=ahead_days)
@@ -68,4 +72,5 @@ def burndown_chart(
         if runs_out > now:
             left *= 1 - (until - now).total_seconds() / (runs_out - now).total_seconds()
         forecast = (x(now), y(balance), x(until), y(max(left, 0.0)))
-    return Chart(width, height, actual, forecast, x(now), top)
+    markers = tuple((x(at), label) for at, label in expiries if start <= at <= end)
+    return Chart(width, height, actual, forecast, x(now), top, markers)

@@ -2,10 +2,16 @@
 
 Bodies are the YAML's own models (``config.ledger.Credit`` / ``LadderProgram``), so the API
 validates exactly as the config file does. Entries are saved through the detectors' ledger
-store (``service.ledger_store.RedisLedger``), where they win over the config's by id; each
+store (``service.detect.ledger_store.RedisLedger``), where they win over the config's by id; each
 answer says where an entry comes from (``config`` or ``api``). A config entry can be
 overridden with PUT, and DELETE then removes the override; the config entry itself is the
 YAML's to remove (409). Ids are unique across advertisers, as in the YAML.
+
+``POST /v1/credits/import`` takes rows pasted from the Promotions page
+(``service.http.promotions_paste``) for one advertiser: every row is validated first, and a
+422 names each bad row and field (``["body", "text", <line>, <field>]``); only then are they
+all saved, each as a PUT would (pasting the same rows again replaces them). ``dry_run``
+validates without saving.
 
 Usage::
 
@@ -17,16 +23,20 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
+from config.fields import NAME_PATTERN, TIKTOK_ID_PATTERN, Currency, TikTokId
 from config.ledger import Credit, LadderProgram
+from config.redis_text import decoded
 from config.settings import Settings
+from service.detect.ledger_store import ConfigLedger, RedisLedger
 from service.http.errors import conflict, invalid, not_found
-from service.ledger_store import ConfigLedger, RedisLedger
-from workers.wire import CENT
+from service.http.promotions_paste import parse_promotions
+from workers.contract.wire import CENT
 
-__all__ = ["StoredCredit", "StoredLadderProgram", "ledger_router"]
+__all__ = ["CreditImport", "StoredCredit", "StoredLadderProgram", "ledger_router"]
 
 Source = Literal["config", "api"]
 Kind = Literal["credit", "program"]
@@ -47,6 +57,17 @@ class StoredCredit(Credit):
 
 class StoredLadderProgram(LadderProgram):
     source: Source
+
+
+class CreditImport(BaseModel):
+    """Rows copied from the Promotions page's Available tab, for one advertiser."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    advertiser_id: TikTokId
+    currency: Currency
+    text: str = Field(min_length=1, max_length=100_000)
+    dry_run: bool = False
 
 
 def _cents(value: Any) -> Any:
@@ -77,16 +98,13 @@ class _Ledger:
         )
         advertisers = {e.advertiser_id for e in configured}
         async for key in self._redis.scan_iter(match=self.store.key("*")):
-            advertisers.add((key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1])
+            advertisers.add(decoded(key).rsplit(":", 1)[1])
         if advertiser_id is not None:
             advertisers &= {advertiser_id}
         out: list[tuple[Entry, Source]] = []
         for advertiser in sorted(advertisers):
             ledger = await self.store.for_advertiser(advertiser)
-            saved = {
-                (f.decode() if isinstance(f, bytes) else f)
-                for f in await self._redis.hkeys(self.store.key(advertiser))
-            }
+            saved = {decoded(f) for f in await self._redis.hkeys(self.store.key(advertiser))}
             found: tuple[Entry, ...] = ledger.credits if kind == "credit" else ledger.programs
             out.extend((e, "api" if f"{kind}:{e.id}" in saved else "config") for e in found)
         return out
@@ -141,8 +159,8 @@ def _program(entry: Entry, source: Source = "api") -> StoredLadderProgram:
 def ledger_router(redis: Redis, settings: Settings) -> APIRouter:
     router = APIRouter()
     ledger = _Ledger(redis, settings)
-    advertiser = Query(default=None, max_length=64, pattern=r"^[0-9A-Za-z_.-]+$")
-    ident = r"^[0-9A-Za-z_.-]{1,64}$"
+    advertiser = Query(default=None, pattern=TIKTOK_ID_PATTERN)
+    ident = NAME_PATTERN
 
     @router.get("/credits", tags=["ledger"])
     async def list_credits(advertiser_id: str | None = advertiser) -> list[StoredCredit]:
@@ -153,6 +171,39 @@ def ledger_router(redis: Redis, settings: Settings) -> APIRouter:
     async def create_credit(credit: Credit) -> StoredCredit:
         """Declare a credit; 409 if its id exists."""
         return _credit(await ledger.create("credit", credit))
+
+    @router.post("/credits/import", tags=["ledger"], responses={422: {"description": "bad rows"}})
+    async def import_credits(request: CreditImport) -> list[StoredCredit]:
+        """Declare credits pasted from the Promotions page (tab-separated rows), all or none."""
+        rows = parse_promotions(
+            request.text, advertiser_id=request.advertiser_id, currency=request.currency
+        )
+        errors = [
+            {"type": "value_error", "loc": ["body", "text", row.line, where], "msg": message}
+            for row in rows
+            for where, message in row.errors
+        ]
+        owners = {e.id: e.advertiser_id for e, _ in await ledger.entries("credit", None)}
+        credits = [row.credit for row in rows if row.credit is not None]
+        for row in rows:
+            owner = owners.get(row.id, request.advertiser_id)
+            if row.credit is not None and owner != request.advertiser_id:
+                message = f"{row.id} is a credit of advertiser {owner}"
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": ["body", "text", row.line, "name"],
+                        "msg": message,
+                    }
+                )
+        if not rows:
+            raise invalid(("body", "text"), "no credit rows found")
+        if errors:
+            raise HTTPException(status_code=422, detail=errors)
+        if not request.dry_run:
+            for credit in credits:
+                await ledger.replace("credit", credit.id, credit)
+        return [_credit(credit) for credit in credits]
 
     @router.get("/credits/{credit_id}", tags=["ledger"], responses=_READ)
     async def get_credit(credit_id: str = _path_id(ident)) -> StoredCredit:

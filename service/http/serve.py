@@ -6,7 +6,7 @@ on ``settings.api.host``/``port`` while the role runs (nothing when ``api.enable
 
 Usage::
 
-    ctx = api_context(settings, redis, broker, subscribers, http)
+    ctx = api_context(settings, redis, broker, subscribers, http, polled_sources=intervals)
     await broker.start()
     async with serve_api(ctx, on_listening=print): ...
 """
@@ -14,7 +14,7 @@ Usage::
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,28 +22,13 @@ import httpx
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from config.settings import PollSettings, Settings
+from config.settings import Settings
 from service.http.app import ApiContext, create_app
 from service.http.asyncapi import asyncapi_document, declare_streams
-from workers.bc_balance_poller import BcBalancePoller
 from workers.http_server import listening
 from workers.poll_marks import PollMarks
-from workers.poller import BalancePoller
-from workers.spend_poller import CostPoller, ReportPoller
-from workers.transaction_poller import TransactionPoller
 
-__all__ = ["api_context", "poll_intervals", "serve_api"]
-
-
-def poll_intervals(poll: PollSettings) -> dict[str, float]:
-    """Each poll source's interval, by the name its poll marks carry."""
-    return {
-        BalancePoller.source: poll.balance_interval_s,
-        CostPoller.source: poll.spend_interval_s,
-        TransactionPoller.source: poll.transaction_interval_s,
-        ReportPoller.source: poll.report_interval_s,
-        BcBalancePoller.source: poll.bc_balance_interval_s,
-    }
+__all__ = ["api_context", "serve_api"]
 
 
 def api_context(
@@ -52,10 +37,16 @@ def api_context(
     broker: RedisBroker,
     subscribers: Sequence[Any],
     http: httpx.AsyncClient,
+    *,
+    polled_sources: Mapping[str, float],
 ) -> ApiContext:
-    """The app's context; declares the streams on ``broker`` (call before it starts)."""
+    """The app's context; declares the streams on ``broker`` (call before it starts).
+
+    ``polled_sources``: each poll source's interval by name (the poller's registry, handed
+    in by the role that composes both).
+    """
     declare_streams(broker, settings.streams)
-    intervals = poll_intervals(settings.poll)
+    intervals = dict(polled_sources)
 
     def consumers() -> tuple[int, int]:
         return sum(1 for s in subscribers if s.running), len(subscribers)

@@ -4,7 +4,9 @@ The same rules as ``creditwatch silence add``: matchers name known labels (the b
 and those declared in ``notify.account_labels``) with valid globs; a silence lasts
 ``notify.silences.duration`` unless ``ends_at`` or ``duration`` says otherwise, and never
 longer than ``notify.silences.max_duration``. DELETE expires a silence (its record stays, as
-Alertmanager does), so the history of who silenced what is kept.
+Alertmanager does), so the history of who silenced what is kept. At most
+``notify.silences.max_active`` are pending or active at once (409 beyond); the list is paged
+(``limit``, ``offset``; ``X-Total-Count`` says how many there are).
 
 Usage::
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -27,11 +29,12 @@ from pydantic import (
 )
 from redis.asyncio import Redis
 
-from config.notify import BUILTIN_LABELS, check_glob, parse_duration
+from config.fields import check_glob, parse_duration
+from config.notify import BUILTIN_LABELS
 from config.settings import Settings
 from service.deliver.clock import utc_now
-from service.deliver.silences import Silence, Silences
-from service.http.errors import invalid, not_found
+from service.deliver.silences import Silence, Silences, TooManySilences
+from service.http.errors import conflict, invalid, not_found
 
 __all__ = ["SilenceRequest", "SilenceView", "silence_router"]
 
@@ -88,13 +91,23 @@ def silence_router(redis: Redis, settings: Settings) -> APIRouter:
 
     @router.get("/silences", tags=["silences"])
     async def list_silences(
+        response: Response,
         state: Annotated[State | None, Query(description="all states if left out")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[SilenceView]:
-        """Silences, oldest start first."""
+        """Silences, oldest start first, ``limit`` from ``offset`` on (``X-Total-Count``: all)."""
         now = utc_now()
-        return [shown(s, now) for s in await silences.all() if state in (None, s.state(now))]
+        selected = [s for s in await silences.all() if state in (None, s.state(now))]
+        response.headers["X-Total-Count"] = str(len(selected))
+        return [shown(s, now) for s in selected[offset : offset + limit]]
 
-    @router.post("/silences", tags=["silences"], status_code=201)
+    @router.post(
+        "/silences",
+        tags=["silences"],
+        status_code=201,
+        responses={409: {"description": "as many live silences as notify.silences.max_active"}},
+    )
     async def create_silence(request: SilenceRequest) -> SilenceView:
         """Silence matching alerts for a while (recorded in the history, not sent)."""
         unknown = sorted(set(request.matchers) - labels)
@@ -117,14 +130,18 @@ def silence_router(redis: Redis, settings: Settings) -> APIRouter:
             ends = starts + length
         except OverflowError:
             raise invalid(("body", "starts_at"), "too far in the future") from None
-        silence = await silences.add(
-            request.matchers,
-            starts_at=starts,
-            ends_at=ends,
-            comment=request.comment,
-            author=request.author,
-            now=now,
-        )
+        try:
+            silence = await silences.add(
+                request.matchers,
+                starts_at=starts,
+                ends_at=ends,
+                comment=request.comment,
+                author=request.author,
+                now=now,
+                limit=defaults.max_active,
+            )
+        except TooManySilences as error:
+            raise conflict(f"{error} (notify.silences.max_active): expire one first") from None
         return shown(silence, now)
 
     @router.get("/silences/{silence_id}", tags=["silences"], responses=_MISSING)

@@ -1,4 +1,5 @@
-"""Gauges read from Redis at scrape time: stream lengths, consumer-group lag and pending, ages.
+"""Gauges read from Redis at scrape time: stream lengths, consumer-group lag and pending, ages
+(declared in ``service.metrics`` with the role's other metrics).
 
 Prometheus collectors run synchronously; Redis here is async. So ``/metrics`` first refreshes
 these gauges with a few pipelined reads, then renders the registry.
@@ -13,56 +14,47 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from config.redis_text import decoded
 from config.settings import StreamSettings
+from service import metrics
 from workers.poll_marks import PollMarks
 
-__all__ = ["CONSUMER_LAG", "DATA_AGE", "PENDING", "STREAM_LENGTH", "StreamStats"]
-
-STREAM_LENGTH = Gauge(
-    "creditwatch_stream_length", "Entries in each creditwatch stream.", ["stream"]
-)
-CONSUMER_LAG = Gauge(
-    "creditwatch_consumer_group_lag",
-    "Entries of a stream not yet delivered to a consumer group.",
-    ["stream", "group"],
-)
-PENDING = Gauge(
-    "creditwatch_consumer_group_pending",
-    "Entries delivered to a consumer group but not acknowledged yet.",
-    ["stream", "group"],
-)
-DATA_AGE = Gauge(
-    "creditwatch_data_age_seconds",
-    "Seconds since the last successful poll, per source and business center.",
-    ["source", "bc_id"],
-)
+__all__ = ["StreamStats"]
 
 
 class StreamStats:
-    """Refreshes the gauges above from Redis."""
+    """Refreshes the stream and poll-age gauges (``service.metrics``) from Redis."""
 
     def __init__(self, redis: Redis, streams: StreamSettings, marks: PollMarks) -> None:
         self._redis = redis
+        # One label per kind of stream, summed over the shards (config.keyspace).
         self._names = {
-            "snapshots": streams.snapshots,
-            "alerts": streams.alerts,
-            "deadletter": streams.deadletter,
+            "snapshots": streams.keyspace.snapshot_streams(),
+            "alerts": streams.keyspace.alert_streams(),
+            "deadletter": [streams.deadletter],
         }
         self._marks = marks
 
     async def refresh(self, now: datetime) -> None:
-        for label, stream in self._names.items():
-            STREAM_LENGTH.labels(stream=label).set(await self._redis.xlen(stream))
-            for group in await self._groups(stream):
-                name = _text(group["name"])
-                PENDING.labels(stream=label, group=name).set(int(group["pending"]))
-                CONSUMER_LAG.labels(stream=label, group=name).set(await self._lag(stream, group))
+        for label, shards in self._names.items():
+            length = 0
+            pending: dict[str, int] = {}
+            lag: dict[str, int] = {}
+            for stream in shards:
+                length += await self._redis.xlen(stream)
+                for group in await self._groups(stream):
+                    name = decoded(group["name"])
+                    pending[name] = pending.get(name, 0) + int(group["pending"])
+                    lag[name] = lag.get(name, 0) + await self._lag(stream, group)
+            metrics.STREAM_LENGTH.labels(stream=label).set(length)
+            for name, count in pending.items():
+                metrics.PENDING.labels(stream=label, group=name).set(count)
+                metrics.CONSUMER_LAG.labels(stream=label, group=name).set(lag[name])
         for (source, bc_id), age in (await self._marks.ages(now)).items():
-            DATA_AGE.labels(source=source, bc_id=bc_id).set(age)
+            metrics.DATA_AGE.labels(source=source, bc_id=bc_id).set(age)
 
     async def _groups(self, stream: str) -> list[dict[str, Any]]:
         try:
@@ -76,10 +68,6 @@ class StreamStats:
         lag = group.get("lag")
         if lag is not None:
             return int(lag)
-        last = _text(group["last-delivered-id"])
+        last = decoded(group["last-delivered-id"])
         rows = await self._redis.xrange(stream, min=f"({last}", count=100_000)
         return len(rows or [])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

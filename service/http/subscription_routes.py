@@ -4,7 +4,11 @@ Creating a subscription returns its generated ``whsec_`` secret, once; no other 
 carries it. A subscriber URL must be https and public (no loopback, link-local or private
 addresses) unless ``notify.allow_private_urls`` is on; a refused URL is a 422 naming ``url``.
 ``POST /v1/subscriptions/{id}/test`` sends one signed ``ops.test_event`` through the same
-webhook receiver the notifiers use and reports how the endpoint answered.
+webhook receiver the notifiers use, at most once per ``TEST_EVERY_S`` per subscription (429
+with ``Retry-After`` otherwise). It reports delivered or not and a coarse reason, never the
+endpoint's status or body: the route must not work as a probe of other people's hosts.
+``POST /v1/subscriptions/{id}/rotate-secret`` returns a new secret, once, and keeps signing with
+the old one too for ``grace`` (24 h unless the body says otherwise; at most 30 days).
 
 Usage::
 
@@ -13,26 +17,31 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import secrets
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
 
-from config.notify import check_glob
+from config.fields import Duration, check_glob
 from config.settings import Settings
-from service.alerts import AlertTransition
 from service.deliver.clock import utc_now
 from service.deliver.deliveries import Delivery
-from service.deliver.subscriptions import Subscription, Subscriptions
-from service.http.errors import invalid, not_found
-from service.http.url_guard import UnsafeUrl, check_subscriber_url
+from service.deliver.receivers import Outcome
+from service.deliver.subscriptions import REFUSED, Subscription, Subscriptions, TooManySubscriptions
+from service.deliver.url_guard import UnsafeUrl, check_subscriber_url, guarded_client
+from service.http.errors import conflict, invalid, not_found
+from workers.contract.alerts import AlertTransition
 
 __all__ = [
     "CreatedSubscription",
     "ProbeResult",
+    "RotateRequest",
+    "RotatedSubscription",
     "SubscriptionRequest",
     "sample_event",
     "subscription_router",
@@ -41,6 +50,10 @@ __all__ = [
 _ID = Path(pattern=r"^sub_[0-9a-f]{16}$")
 _MISSING: dict[int | str, dict[str, Any]] = {404: {"description": "no such subscription"}}
 TEST_KIND = "ops.test_event"
+TEST_EVERY_S = 10
+_TOO_SOON: dict[int | str, dict[str, Any]] = {
+    429: {"description": "a test event was sent less than 10 s ago; see Retry-After"}
+}
 
 
 class SubscriptionRequest(BaseModel):
@@ -66,13 +79,39 @@ class CreatedSubscription(Subscription):
     secret: str
 
 
-class ProbeResult(BaseModel):
-    """How the endpoint answered the test event (``delivered`` only for a 2xx)."""
+class RotateRequest(BaseModel):
+    """How long the old secret is still signed with (``"24h"``, ``"30m"``, seconds; 0: not)."""
 
-    result: Literal["delivered", "retry", "failed", "gone"]
-    status_code: int | None
-    detail: str
+    model_config = ConfigDict(extra="forbid")
+
+    grace: Duration = Field(default=timedelta(hours=24), ge=timedelta(0), le=timedelta(days=30))
+
+
+class RotatedSubscription(CreatedSubscription):
+    """The new secret, shown this once; the old one signs too until ``previous_expires_at``."""
+
+    previous_expires_at: datetime | None
+
+
+ProbeReason = Literal["accepted", "refused", "rejected", "unreachable"]
+
+
+class ProbeResult(BaseModel):
+    """Whether the endpoint took the test event (a 2xx), and why not in one coarse word:
+    ``refused`` (not a public https address), ``rejected`` (it answered, but not 2xx) or
+    ``unreachable`` (no connection or no answer in time). The delivery log has no more."""
+
+    result: Literal["delivered", "not_delivered"]
+    reason: ProbeReason
     webhook_id: str
+
+
+def _reason(outcome: Outcome) -> ProbeReason:
+    if outcome.result == "delivered":
+        return "accepted"
+    if outcome.detail.startswith(REFUSED):
+        return "refused"
+    return "rejected" if outcome.status_code is not None else "unreachable"
 
 
 def sample_event(subscription_id: str) -> AlertTransition:
@@ -94,6 +133,26 @@ def sample_event(subscription_id: str) -> AlertTransition:
     )
 
 
+async def _checked(request: SubscriptionRequest, *, allow_private: bool) -> SubscriptionRequest:
+    try:
+        await check_subscriber_url(request.url, allow_private=allow_private)
+    except UnsafeUrl as error:
+        raise invalid(("body", "url"), str(error)) from None
+    return request
+
+
+async def _once_per_interval(redis: Redis, key: str) -> None:
+    """A 429 with Retry-After unless the last test event of ``key`` is TEST_EVERY_S old."""
+    if await redis.set(key, b"1", nx=True, ex=TEST_EVERY_S):
+        return
+    wait_ms = await redis.pttl(key)
+    raise HTTPException(
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"one test event per {TEST_EVERY_S} s per subscription",
+        headers={"Retry-After": str(max(1, math.ceil(wait_ms / 1000)))},
+    )
+
+
 def subscription_router(
     redis: Redis, settings: Settings, http: httpx.AsyncClient | None
 ) -> APIRouter:
@@ -101,25 +160,30 @@ def subscription_router(
     store = Subscriptions(redis, settings.streams)
     notify = settings.notify
 
-    async def checked(request: SubscriptionRequest) -> SubscriptionRequest:
-        try:
-            await check_subscriber_url(request.url, allow_private=notify.allow_private_urls)
-        except UnsafeUrl as error:
-            raise invalid(("body", "url"), str(error)) from None
-        return request
-
     @router.get("/subscriptions", tags=["subscriptions"])
     async def list_subscriptions() -> list[Subscription]:
         """Webhook subscribers made through the API (their secrets are never shown)."""
         return await store.all()
 
-    @router.post("/subscriptions", tags=["subscriptions"], status_code=201)
+    @router.post(
+        "/subscriptions",
+        tags=["subscriptions"],
+        status_code=201,
+        responses={409: {"description": "as many subscriptions as notify.max_subscriptions"}},
+    )
     async def create_subscription(request: SubscriptionRequest) -> CreatedSubscription:
         """Subscribe an endpoint; the answer carries its ``whsec_`` secret, this once."""
-        request = await checked(request)
-        created, secret = await store.create(
-            request.url, kinds=request.kinds, description=request.description, now=utc_now()
-        )
+        request = await _checked(request, allow_private=notify.allow_private_urls)
+        try:
+            created, secret = await store.create(
+                request.url,
+                kinds=request.kinds,
+                description=request.description,
+                now=utc_now(),
+                limit=notify.max_subscriptions,
+            )
+        except TooManySubscriptions as error:
+            raise conflict(f"{error} (notify.max_subscriptions): delete one first") from None
         return CreatedSubscription(**created.model_dump(), secret=secret)
 
     @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"], responses=_MISSING)
@@ -134,7 +198,7 @@ def subscription_router(
         request: SubscriptionRequest, subscription_id: str = _ID
     ) -> Subscription:
         """Change URL, kinds or description; the secret stays."""
-        request = await checked(request)
+        request = await _checked(request, allow_private=notify.allow_private_urls)
         updated = await store.update(
             subscription_id,
             url=request.url,
@@ -145,6 +209,25 @@ def subscription_router(
         if updated is None:
             raise not_found("subscription")
         return updated
+
+    @router.post(
+        "/subscriptions/{subscription_id}/rotate-secret",
+        tags=["subscriptions"],
+        responses=_MISSING,
+    )
+    async def rotate_secret(
+        request: RotateRequest | None = None, subscription_id: str = _ID
+    ) -> RotatedSubscription:
+        """A new signing secret; deliveries carry both signatures until the grace ends."""
+        grace = (request or RotateRequest()).grace
+        rotated = await store.rotate(subscription_id, grace=grace, now=utc_now())
+        if rotated is None:
+            raise not_found("subscription")
+        return RotatedSubscription(
+            **rotated.subscription.model_dump(),
+            secret=rotated.secret,
+            previous_expires_at=rotated.previous_expires_at,
+        )
 
     @router.delete(
         "/subscriptions/{subscription_id}",
@@ -158,16 +241,21 @@ def subscription_router(
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
-        "/subscriptions/{subscription_id}/test", tags=["subscriptions"], responses=_MISSING
+        "/subscriptions/{subscription_id}/test",
+        tags=["subscriptions"],
+        responses={**_MISSING, **_TOO_SOON},
     )
     async def test_subscription(subscription_id: str = _ID) -> ProbeResult:
         """Send one signed test event now (not queued, not retried)."""
         own = http is None
-        client = http or httpx.AsyncClient()
+        client = http or guarded_client(allow_private=notify.allow_private_urls)
         try:
             receiver = await store.receiver(subscription_id, notify, client)
             if receiver is None:
                 raise not_found("subscription")
+            await _once_per_interval(
+                redis, settings.streams.keyspace.subscription_test(subscription_id)
+            )
             delivery = Delivery.new(
                 delivery_id=f"{subscription_id}:test:{secrets.token_hex(8)}",
                 receiver=subscription_id,
@@ -179,9 +267,8 @@ def subscription_router(
             if own:
                 await client.aclose()
         return ProbeResult(
-            result=outcome.result,
-            status_code=outcome.status_code,
-            detail=outcome.detail,
+            result="delivered" if outcome.result == "delivered" else "not_delivered",
+            reason=_reason(outcome),
             webhook_id=delivery.message_id,
         )
 

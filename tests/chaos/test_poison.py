@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from config.notify import NotifySettings
 from config.settings import Settings
 from service.roles import service_role
-from tests.streams import entries
-from tests.waiting import eventually
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+from tests.support.streams import entries
+from tests.support.waiting import eventually
+from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

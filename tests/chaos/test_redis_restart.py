@@ -13,13 +13,14 @@ from pathlib import Path
 from faststream.redis import RedisBroker
 from redis.exceptions import RedisError
 
+from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
-from tests.receiver import WebhookSink
-from tests.servers import RedisProcess
-from tests.waiting import eventually
-from workers.snapshots import AccountBalanceSnapshot, BalanceInfo
+from tests.support.receiver import WebhookSink
+from tests.support.servers import RedisProcess
+from tests.support.waiting import eventually
+from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 ADVERTISERS = 40
 GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400"]
@@ -56,22 +57,30 @@ async def publish_poll(url: str, stream: str, poll: int) -> None:
 async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) -> None:
     with RedisProcess(tmp_path / "redis", appendonly=True) as server:
         async with WebhookSink() as sink:
+            hook, route = sink.receiver_and_route("chaos", kinds=["credit.low", "credit.exhausted"])
             settings = Settings(
                 redis_url=server.url,
                 data_dir=tmp_path,
+                api=ApiSettings(port=0),  # any free port: a fixed one may be taken
                 streams=StreamSettings(prefix="cwchaos", consumer="svc", reclaim_idle_ms=1000),
                 notify=NotifySettings(
                     console=False,
+                    # Delivery under chaos, not inhibition: whether a low that is flushed after the
+                    # exhausted alert of its account fired goes out would depend on timing.
+                    default_inhibit_rules=False,
                     # A delivery leased when Redis died is retried once its lease runs out.
                     delivery_lease=timedelta(seconds=3),
-                    webhooks=[sink.subscriber("chaos", kinds=["credit.low", "credit.exhausted"])],
+                    receivers=[hook],
+                    route=route,
                 ),
             )
             stream = settings.streams.snapshots
 
             def delivered(count: int) -> Callable[[], Awaitable[bool]]:
                 async def check() -> bool:
-                    return len(sink.payloads()) >= count
+                    # Transitions, not requests: a send repeated after the restart counts once.
+                    seen = {(p["data"]["alert_id"], p["data"]["status"]) for p in sink.payloads()}
+                    return len(seen) >= count
 
                 return check
 
@@ -99,7 +108,11 @@ async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) ->
             key = (received.payload["data"]["alert_id"], received.payload["data"]["status"])
             ids.setdefault(key, set()).add(received.headers["webhook-id"])
         assert all(len(v) == 1 for v in ids.values()), "a transition was notified twice"
-        assert len(sink.received) - len(ids) <= 3, "more repeats than the restart explains"
+        # What the sender had claimed when Redis went down it still sends from memory: each
+        # is answered and not recorded, so after the restart it goes once more, under its id
+        # (a loaded run saw 40, the whole wave that was due). Never a third time.
+        per_id = Counter(received.headers["webhook-id"] for received in sink.received)
+        assert max(per_id.values()) <= 2, "more repeats than the restart explains"
         unique = {(p["data"]["alert_id"], p["data"]["status"]): p for p in sink.payloads()}
         kinds = Counter((p["type"], p["data"]["status"]) for p in unique.values())
         assert kinds == {

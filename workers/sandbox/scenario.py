@@ -5,8 +5,21 @@ numbers; either way they are read as Decimal, never as float. Shape::
 
     start: 2026-11-01T00:00:00Z        # simulated time at t=0; must carry a time zone
     speed: 3600                        # simulated seconds per real second; 0 = paused
-    access_token: sandbox-token        # the only Access-Token the sandbox accepts
-    qps_limit: 20                      # requests per token in any 1-second window
+    access_token: sandbox-token        # reaches every business center (see `tokens` below)
+    qps_limit: 20                      # requests per app in any 1-second window (real time)
+    fields_reading: lenient            # how /advertiser/balance/get/ reads `fields`: lenient
+                                       # (everything + the listed fields) or literal (the id
+                                       # and the listed fields only)
+    qpm_limit: 1200                    # per app in any 60-second window (real time); going
+                                       # over suspends calls for suspension_s (default none)
+    qpd_limit: 864000                  # per app and simulated UTC day (default none)
+    suspension_s: 300                  # simulated seconds a QPM suspension lasts
+    rate_limit_scope: app              # app: limits count all endpoints together;
+                                       # endpoint: each endpoint apart
+    endpoint_limits:                   # endpoints with limits of their own (optional)
+      /report/integrated/get/: {qps: 5, qpm: 100}
+    suspensions:                       # QPM suspensions at set times (optional; no path:
+      - {at: "+50h", path: /bc/balance/get/, seconds: 28800}   # every endpoint)
     faults:                            # all optional; rates are probabilities 0..1
       http_500_rate: 0.0               # answer HTTP 500
       error_code_rate: 0.0             # answer HTTP 200 with code 50000
@@ -16,10 +29,20 @@ numbers; either way they are read as Decimal, never as float. Shape::
       - bc_id: "7000000000001"
         name: Demo Agency
         currency: USD
+        timezone: "UTC+08:00"                      # default UTC; transaction filter times
+                                                   # are read in it
+        payment_portfolio:                         # optional: accounts pay from one portfolio
+          payment_portfolio_id: "7400000000001"
+          name: Shared wallet
+          type: SHARED                             # or NON_SHARED; SHARED: the flat cash
+                                                   # figures are the portfolio's (the sum)
+        shared_access: true                        # false: owner_of_account SHARED_BY_... is 40001
         advertisers:
           - advertiser_id: "7100000000001"
             name: Draining Shop
-            status: SHOW_ACCOUNT_STATUS_APPROVED   # default
+            owner_bc_id: "7000000000009"           # optional: shared in from that BC; its
+                                                   # transactions need owner_of_account SHARED...
+            status: SHOW_ACCOUNT_STATUS_APPROVED   # default; null: the API's null status
             timezone: America/New_York             # default UTC
             currency: USD                          # default: the business center's
             cash_balance: "500.00"
@@ -49,6 +72,13 @@ numbers; either way they are read as Decimal, never as float. Shape::
           valid_to: 2026-11-20T00:00:00Z
       ladder_programs: []
 
+    app: {app_id: "7300000000001", secret: sandbox-secret}   # the OAuth endpoints check them
+    tokens:                            # optional: more tokens, each reaching its own BCs
+      - token: agency-b-token          # (access_token also works, reaching every BC,
+                                       # unless it is listed here)
+        business_centers:
+          - {bc_id: "7000000000001", user_role: STANDARD, finance_role: ANALYST}
+
 Actions: ``grant_topup`` / ``cash_topup`` (``amount``), ``freeze_grant`` (``amount``, capped at
 the valid grant), ``unfreeze_grant`` / ``expire_grant`` (``amount``; without it, all of it),
 ``set_burn_rate`` (``per_hour``), ``set_status`` (``status``), ``issue_credit`` /
@@ -73,7 +103,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -87,7 +116,12 @@ from pydantic import (
     model_validator,
 )
 
+from config.fields import TikTokId
 from config.ledger import Credit, LedgerSection
+from workers.contract import zones
+
+from .grants import AppSpec, TokenSpec
+from .limits import EndpointLimitSpec
 
 __all__ = [
     "ACCOUNT_STATUSES",
@@ -96,6 +130,7 @@ __all__ = [
     "BusinessCenterSpec",
     "EventAction",
     "Faults",
+    "PaymentPortfolioSpec",
     "Scenario",
     "ScenarioError",
     "ScenarioEvent",
@@ -138,7 +173,7 @@ ActionName = Literal[
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False)]
 PositiveMoney = Annotated[Money, Field(gt=0)]
 Rate = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False)]
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+Id = TikTokId  # advertiser and business center ids (config/fields.py)
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
@@ -147,10 +182,7 @@ class ScenarioError(ValueError):
 
 
 def _known_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
+    zones.zone(name)  # raises ValueError naming it
     return name
 
 
@@ -193,8 +225,9 @@ class AdvertiserSpec(BaseModel):
 
     advertiser_id: Id
     name: str = Field(min_length=1, max_length=512)
-    status: AccountStatus = "SHOW_ACCOUNT_STATUS_APPROVED"
+    status: AccountStatus | None = "SHOW_ACCOUNT_STATUS_APPROVED"
     timezone: TimeZoneName = "UTC"
+    owner_bc_id: Id | None = None
     currency: Currency | None = None
     cash_balance: Money = Decimal(0)
     frozen_cash_balance: Money = Decimal(0)
@@ -218,14 +251,27 @@ class AdvertiserSpec(BaseModel):
         return self
 
 
+class PaymentPortfolioSpec(BaseModel):
+    """A Payment Portfolio every account of a business center pays from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    payment_portfolio_id: Id
+    name: str = Field(default="Payment portfolio", min_length=1, max_length=512)
+    type: Literal["SHARED", "NON_SHARED"] = "SHARED"
+
+
 class BusinessCenterSpec(BaseModel):
-    """A Business Center and the ad accounts it owns."""
+    """A Business Center and the ad accounts it lists (its own, and any shared in)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bc_id: Id
     name: str = Field(min_length=1, max_length=512)
     currency: Currency = "USD"
+    timezone: TimeZoneName = "UTC"
+    payment_portfolio: PaymentPortfolioSpec | None = None
+    shared_access: bool = True
     advertisers: list[AdvertiserSpec] = Field(default_factory=list)
 
 
@@ -263,6 +309,16 @@ class ScenarioEvent(EventAction):
     at: EventTime
 
 
+class ScheduledSuspension(BaseModel):
+    """A QPM suspension the scenario imposes at a simulated time, as if the app went over."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: EventTime
+    path: str | None = Field(default=None, pattern=r"^/[a-z0-9_/]+/$")
+    seconds: float = Field(gt=0)
+
+
 class Scenario(BaseModel):
     """A whole sandbox world: accounts, API limits, injected faults and scheduled events."""
 
@@ -272,14 +328,30 @@ class Scenario(BaseModel):
     speed: float = Field(default=3600.0, ge=0)
     access_token: str = Field(default="sandbox-token", min_length=1, max_length=512)
     qps_limit: int = Field(default=20, ge=1)
+    fields_reading: Literal["lenient", "literal"] = "lenient"
+    qpm_limit: int | None = Field(default=None, ge=1)
+    qpd_limit: int | None = Field(default=None, ge=1)
+    suspension_s: float = Field(default=300.0, ge=0)
+    rate_limit_scope: Literal["app", "endpoint"] = "app"
+    endpoint_limits: dict[str, EndpointLimitSpec] = Field(default_factory=dict)
+    suspensions: list[ScheduledSuspension] = Field(default_factory=list)
     faults: Faults = Field(default_factory=Faults)
     business_centers: list[BusinessCenterSpec] = Field(min_length=1)
     events: list[ScenarioEvent] = Field(default_factory=list)
     ledger: LedgerSection = Field(default_factory=LedgerSection)
+    # The developer app and further access tokens (workers/sandbox/grants.py).
+    app: AppSpec = Field(default_factory=AppSpec)
+    tokens: list[TokenSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         _check_unique([bc.bc_id for bc in self.business_centers], "bc_id")
+        _check_unique([t.token for t in self.tokens], "token")
+        centers = {bc.bc_id for bc in self.business_centers}
+        for index, token in enumerate(self.tokens):
+            for reach in token.business_centers:
+                if reach.bc_id not in centers:
+                    raise ValueError(f"tokens[{index}]: unknown business center {reach.bc_id}")
         ids = [adv.advertiser_id for _, adv in self.advertisers()]
         _check_unique(ids, "advertiser_id")
         known = set(ids)
@@ -304,7 +376,7 @@ class Scenario(BaseModel):
             for adv in bc.advertisers:
                 yield bc, adv
 
-    def event_time(self, event: ScenarioEvent) -> datetime:
+    def event_time(self, event: ScenarioEvent | ScheduledSuspension) -> datetime:
         """The simulated instant at which ``event`` applies."""
         if isinstance(event.at, timedelta):
             return self.start + event.at

@@ -28,14 +28,20 @@ import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-from workers.wire import CENT
+from workers.contract import zones
+from workers.contract.wire import CENT
 
-from .scenario import AdvertiserSpec, BusinessCenterSpec, EventAction, Scenario
+from .scenario import (
+    AdvertiserSpec,
+    BusinessCenterSpec,
+    EventAction,
+    PaymentPortfolioSpec,
+    Scenario,
+)
 
 __all__ = [
     "Account",
@@ -231,6 +237,10 @@ class BusinessCenter:
     name: str
     currency: str
     advertiser_ids: tuple[str, ...]
+    timezone: str = "UTC"
+    portfolio: PaymentPortfolioSpec | None = None
+    # Whether the token may read transactions of accounts shared in from other BCs.
+    shared_access: bool = True
 
 
 @dataclass
@@ -240,7 +250,7 @@ class Account:
     advertiser_id: str
     bc_id: str
     name: str
-    status: str
+    status: str | None
     currency: str
     timezone: str
     budget_mode: str
@@ -254,10 +264,12 @@ class Account:
     credits: dict[str, Decimal] = field(default_factory=dict)
     credit_expiry: dict[str, datetime] = field(default_factory=dict)
     hidden: bool = False
+    # The BC that owns the account when it is shared in from another one (else None).
+    owner_bc_id: str | None = None
 
     @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+    def zone(self) -> tzinfo:
+        return zones.zone(self.timezone)
 
     def book(self, day: date, local_day: date, spent: DaySpend) -> None:
         """Add spend to both day ledgers and draw its grant part from credits, earliest first."""
@@ -283,6 +295,7 @@ class Account:
             budget=spec.budget,
             burn_rate_per_hour=spec.burn_rate_per_hour,
             settled=Balances.from_spec(spec),
+            owner_bc_id=spec.owner_bc_id,
         )
 
 
@@ -315,7 +328,7 @@ def _next_midnight(moment: datetime) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-def _next_local_midnight(moment: datetime, zone: ZoneInfo) -> datetime:
+def _next_local_midnight(moment: datetime, zone: tzinfo) -> datetime:
     local_day = moment.astimezone(zone).date() + timedelta(days=1)
     return datetime.combine(local_day, time(), tzinfo=zone).astimezone(UTC)
 
@@ -336,6 +349,9 @@ class Simulation:
                 name=bc.name,
                 currency=bc.currency,
                 advertiser_ids=tuple(adv.advertiser_id for adv in bc.advertisers),
+                timezone=bc.timezone,
+                portfolio=bc.payment_portfolio,
+                shared_access=bc.shared_access,
             )
             for adv in bc.advertisers:
                 self._accounts[adv.advertiser_id] = Account.from_spec(bc, adv)
@@ -344,6 +360,8 @@ class Simulation:
         self._now = scenario.start
         self._pending = deque(scenario.timeline())
         self._scenario = scenario
+        # How /advertiser/balance/get/ reads `fields` (an API behaviour the scenario picks).
+        self.fields_reading = scenario.fields_reading
         self._revoked: set[str] = set()
         self._transaction_ids = itertools.count(1)
         self.applied: list[AppliedEvent] = []
@@ -414,6 +432,13 @@ class Simulation:
             for adv_id in center.advertiser_ids
             if self._accounts[adv_id].currency == center.currency
         )
+
+    def balance_reminder(self, advertiser_id: str) -> bool:
+        """TikTok's "Balance Alert": the valid balance is at most 3x the average daily spend
+        of the last 7 days."""
+        today = _utc_day(self._now)
+        week = self.spend_between(advertiser_id, today - timedelta(days=6), today).amount
+        return self.balances(advertiser_id).valid_account_balance * 7 <= 3 * week
 
     def revoked(self, bc_id: str) -> bool:
         """True while requests about business center ``bc_id`` answer 40105."""
@@ -488,7 +513,7 @@ class Simulation:
     def _next_breakpoint(self) -> datetime:
         midnight = _next_midnight(self._anchor)
         for zone in {account.timezone for account in self._accounts.values()}:
-            midnight = min(midnight, _next_local_midnight(self._anchor, ZoneInfo(zone)))
+            midnight = min(midnight, _next_local_midnight(self._anchor, zones.zone(zone)))
         if self._pending and self._pending[0][0] < midnight:
             return self._pending[0][0]
         return midnight

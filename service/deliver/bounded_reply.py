@@ -1,0 +1,68 @@
+"""One POST to a receiver, its reply read within bounds: size, the whole attempt's time, no
+decompression.
+
+A receiver's reply is untrusted: a 300 MB body, a gzip bomb or a reply dripped a byte at a
+time must not grow the process or hold the attempt past its timeout (and so past the
+delivery lease, which would send it twice). So the request asks for ``identity`` encoding and
+the reply is read raw (never inflated), only its first ``MAX_REPLY_BYTES`` are kept and the
+connection is closed on the rest, and one deadline covers connect, send and the whole reply:
+httpx's own timeout bounds each read, not their sum.
+
+Usage::
+
+    reply = await post(http, url, content=body, headers=headers, timeout_s=15)
+    reply.status_code, reply.headers.get("retry-after"), reply.body   # TimeoutError on time
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["MAX_REPLY_BYTES", "Reply", "post"]
+
+# Enough for any error message a receiver means us to read (Slack's is a word).
+MAX_REPLY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A receiver's answer: the status, the headers, and at most ``MAX_REPLY_BYTES`` of the
+    body as it came over the wire."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool
+
+
+async def post(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    content: bytes | str,
+    headers: dict[str, str],
+    timeout_s: float,
+    max_bytes: int = MAX_REPLY_BYTES,
+) -> Reply:
+    """POST and read the reply; TimeoutError once ``timeout_s`` has passed in all, else the
+    reply or httpx's TransportError."""
+    sent = {**headers, "accept-encoding": "identity"}
+    async with (
+        asyncio.timeout(timeout_s),
+        http.stream(
+            "POST", url, content=content, headers=sent, timeout=httpx.Timeout(timeout_s)
+        ) as response,
+    ):
+        body = bytearray()
+        truncated = False
+        # Raw: a compressed reply is kept compressed, never inflated past the cap.
+        async for chunk in response.aiter_raw():
+            room = max_bytes - len(body)
+            body += chunk[:room]
+            if len(chunk) > room:
+                truncated = True
+                break  # leaving the stream closes the connection on the rest, unread
+    return Reply(response.status_code, response.headers, bytes(body), truncated)

@@ -1,0 +1,187 @@
+"""Inhibition (Alertmanager's ``inhibit_rules``): while a source alert fires, targets are muted.
+
+The rules live in ``notify.inhibit_rules`` (plus the built-in ones, see
+``NotifySettings.all_inhibit_rules``). Which alerts fire is learnt from the alerts stream as
+the notifier reads it: every firing transition that matches some rule's ``source_match`` is
+kept in ``<prefix>:inhibit:sources`` (alert id -> labels) until its resolved transition comes.
+A flush of an alert group (``GroupStore.flush``) asks which of its firing alerts are muted now:
+those are held in the group, recorded once as ``inhibited`` with the rule and the source alert,
+and go out at the first flush after the source resolved (groups holding inhibited alerts are
+re-checked at least every ``RECHECK``, and at once when a source resolves).
+
+Usage::
+
+    inhibitor = Inhibitor(redis, streams, notify.all_inhibit_rules(), labels=router.labels)
+    await inhibitor.observe(transition)                 # the notifier, for every transition
+    muted = await inhibitor.muted(transitions)          # alert id -> Inhibition, at a flush
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from config.matchers import Matcher
+from config.notify import InhibitRule
+from config.redis_text import decoded
+from config.settings import StreamSettings
+from service.deliver.routing import matches
+from service.slot_owner import transaction
+from workers.contract.alerts import AlertTransition
+
+__all__ = ["RECHECK", "Inhibition", "Inhibitor", "inhibition_of", "side_matches", "sources_of"]
+
+# How often a group holding inhibited alerts looks again, besides the wake-up a resolving
+# source gives it (which a flush racing that resolution could miss).
+RECHECK = timedelta(minutes=1)
+# A resolved source is remembered this long, so that its firing read late (a reclaimed stream
+# entry) does not make it fire again for ever.
+_ENDED_TTL_S = 86400
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Inhibition:
+    """Why an alert is muted: the index of the rule and the firing source alert."""
+
+    rule: int
+    source_alert_id: str
+    source_kind: str
+
+    def note(self) -> str:
+        return (
+            f"inhibited by rule {self.rule} of notify.inhibit_rules: "
+            f"{self.source_kind} {self.source_alert_id} is firing"
+        )
+
+
+def side_matches(rule: InhibitRule, side: Literal["source", "target"], labels: Labels) -> bool:
+    """Every condition of one side of ``rule`` holds for ``labels``: globs and matchers."""
+    found = dict(labels)
+    globs: dict[str, list[str]] = getattr(rule, f"{side}_match")
+    matchers: list[Matcher] = getattr(rule, f"{side}_matchers")
+    return matches(globs, found) and all(m.matches(found) for m in matchers)
+
+
+def inhibition_of(
+    rules: Sequence[InhibitRule], target: Labels, sources: Mapping[str, Labels]
+) -> Inhibition | None:
+    """The first (rule, source) that mutes ``target``, or None; ``sources`` are the firing
+    alerts by id. Alertmanager's semantics: the target matches ``target_match``, the source
+    ``source_match``, every ``equal`` label has the same value on both (missing = ""), and a
+    source that matches both sides does not mute a target that matches both."""
+    for index, rule in enumerate(rules):
+        if not side_matches(rule, "target", target):
+            continue
+        two_sided = side_matches(rule, "source", target)
+        for source_id in sorted(sources):
+            source = sources[source_id]
+            if not side_matches(rule, "source", source):
+                continue
+            if any(source.get(name, "") != target.get(name, "") for name in rule.equal):
+                continue
+            if two_sided and side_matches(rule, "target", source):
+                continue
+            return Inhibition(index, source_id, source.get("kind", ""))
+    return None
+
+
+class Inhibitor:
+    """The firing sources in Redis, and which alerts they mute."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        streams: StreamSettings,
+        rules: Sequence[InhibitRule],
+        *,
+        labels: Callable[[AlertTransition], dict[str, str]],
+    ) -> None:
+        self._redis = redis
+        self._streams = streams
+        self._rules = list(rules)
+        self._labels = labels
+        self.sources_key = streams.keyspace.inhibit_sources()
+        # Groups holding an inhibited alert, flushed at once when a source resolves.
+        self.holding_key = streams.keyspace.inhibit_holding()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._rules)
+
+    def _is_source(self, labels: dict[str, str]) -> bool:
+        return any(side_matches(rule, "source", labels) for rule in self._rules)
+
+    def _is_target(self, labels: dict[str, str]) -> bool:
+        return any(side_matches(rule, "target", labels) for rule in self._rules)
+
+    async def observe(self, transition: AlertTransition) -> bool:
+        """Track a source's firing or end; True when a source stopped firing."""
+        labels = self._labels(transition)
+        if not self._rules or not self._is_source(labels):
+            return False
+        ended = self._streams.keyspace.inhibit_ended(transition.alert_id)
+        if transition.status == "resolved":
+            async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
+                pipe.set(ended, "1", ex=_ENDED_TTL_S)
+                pipe.hdel(self.sources_key, transition.alert_id)
+                await pipe.execute()
+            return True
+        if not await self._redis.exists(ended):
+            await self._redis.hset(self.sources_key, transition.alert_id, json.dumps(labels))
+        return False
+
+    async def sources(self) -> dict[str, dict[str, str]]:
+        return sources_of(await self._redis.hgetall(self.sources_key))
+
+    async def muted(
+        self,
+        transitions: Iterable[AlertTransition],
+        *,
+        sources: dict[str, dict[str, str]] | None = None,
+    ) -> dict[str, Inhibition]:
+        """The firing ones among ``transitions`` that are muted now, by alert id; ``sources``
+        if the caller read them already (``sources_of`` the ``sources_key`` hash)."""
+        # Only alerts some rule could mute make the sources worth reading.
+        candidates = [
+            (transition, labels)
+            for transition in transitions
+            if transition.status == "firing" and self._is_target(labels := self._labels(transition))
+        ]
+        if not candidates:
+            return {}
+        if sources is None:
+            sources = await self.sources()
+        out: dict[str, Inhibition] = {}
+        for transition, labels in candidates:
+            found = inhibition_of(self._rules, labels, sources) if sources else None
+            if found is not None:
+                out[transition.alert_id] = found
+        return out
+
+    async def holding(self) -> list[str]:
+        """The groups to flush now that a source resolved (and forget)."""
+        async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
+            pipe.smembers(self.holding_key)
+            pipe.delete(self.holding_key)
+            members, _ = await pipe.execute()
+        return sorted(decoded(m) for m in members)
+
+
+def sources_of(rows: dict[Any, Any]) -> dict[str, dict[str, str]]:
+    """The firing sources (alert id -> labels) from the rows of the ``sources_key`` hash."""
+    out: dict[str, dict[str, str]] = {}
+    for key, raw in rows.items():
+        try:
+            labels = json.loads(raw)
+        except ValueError:
+            continue  # a hand-edited entry mutes nothing
+        if isinstance(labels, dict):
+            out[decoded(key)] = {str(k): str(v) for k, v in labels.items()}
+    return out

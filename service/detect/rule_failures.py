@@ -1,0 +1,183 @@
+"""A rule that raises is skipped for that account, counted, dead-lettered once and reported.
+
+One bad input (a ledger entry, a state no release foresaw) must not stop detection for an
+advertiser: ``RuleRun`` runs each rule on its own, and a rule that raises leaves the state as
+it found it and emits nothing, while the other rules go on and the snapshot is acknowledged.
+``RuleHealth`` keeps the failing (rule, account) pairs in one Redis hash,
+``<prefix>:rule_failures``: a pair is dead-lettered (with the snapshot that made it raise)
+and logged when it starts failing or fails for a new cause, not on every snapshot; it is
+removed when the rule runs clean again. ``/readyz`` reports what is failing
+(``failing_rules``), and ``creditwatch_rule_errors_total{rule}`` counts every raise.
+
+Usage::
+
+    run = RuleRun()
+    state, emitted = run.apply(
+        "ladder", ladder.evaluate, state, snapshot=snapshot, ledger=ledger, settings=settings
+    )
+    await health.record(run)                     # after the batch is committed
+    reasons = await failing_rules(redis, streams)   # ["rule ladder failing for 1 account(s)"]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from redis.asyncio import Redis
+
+from config.redis_text import decoded
+from config.settings import DetectSettings, StreamSettings
+from service import metrics
+from service.deadletter import DeadLetters
+from service.detect.facts import AccountSnapshot
+from service.detect.ledger import AccountLedger
+from service.detect.state import AccountState
+from workers.contract.alerts import AlertTransition
+
+__all__ = ["AccountRule", "RuleFailure", "RuleHealth", "RuleRun", "failing_rules"]
+
+log = structlog.get_logger(__name__)
+
+AccountRule = Callable[
+    [AccountState, AccountSnapshot, AccountLedger, DetectSettings],
+    tuple[AccountState, list[AlertTransition]],
+]
+
+# How long a replica trusts its copy of which pairs are failing before reading it again: a
+# pair another replica recorded is cleared at most this long after it runs clean here.
+_REFRESH_S = 5.0
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One rule raising for one account: ``cause`` (type and place) is stable across
+    snapshots, so a rule failing the same way on every snapshot is one failure."""
+
+    rule: str
+    advertiser_id: str
+    cause: str
+    error: str
+    payload: bytes
+
+    @property
+    def field(self) -> str:
+        return f"{self.rule}:{self.advertiser_id}"
+
+
+def _cause(error: Exception) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}{where}"
+
+
+@dataclass
+class RuleRun:
+    """The rules' outcomes over one batch: the last failure of each (rule, account) pair
+    that failed, and the pairs whose last run was clean."""
+
+    failed: dict[str, RuleFailure] = field(default_factory=dict)
+    passed: set[str] = field(default_factory=set)
+
+    def apply(
+        self,
+        name: str,
+        rule: AccountRule,
+        state: AccountState,
+        *,
+        snapshot: AccountSnapshot,
+        ledger: AccountLedger,
+        settings: DetectSettings,
+    ) -> tuple[AccountState, list[AlertTransition]]:
+        """The rule's result, or the state unchanged and no transitions if it raised."""
+        pair = f"{name}:{state.advertiser_id}"
+        try:
+            result = rule(state, snapshot, ledger, settings)
+        except Exception as error:  # any bug or bad input in one rule: contain it
+            metrics.RULE_ERRORS.labels(rule=name).inc()
+            self.passed.discard(pair)
+            self.failed[pair] = RuleFailure(
+                rule=name,
+                advertiser_id=state.advertiser_id,
+                cause=_cause(error),
+                error="".join(traceback.format_exception(error)),
+                payload=snapshot.to_json(),
+            )
+            return state, []
+        self.failed.pop(pair, None)
+        self.passed.add(pair)
+        return result
+
+
+class RuleHealth:
+    """The failing (rule, account) pairs, kept in Redis so that every replica dedupes alike."""
+
+    def __init__(self, redis: Redis, streams: StreamSettings, dead_letters: DeadLetters) -> None:
+        self._redis = redis
+        self._key = streams.keyspace.rule_failures()
+        self._dead_letters = dead_letters
+        self._known: set[str] = set()
+        self._read_at = float("-inf")
+
+    async def record(self, run: RuleRun) -> None:
+        """Dead-letter and log the pairs that newly fail; clear the ones that recovered."""
+        await self._refresh()
+        if run.failed:
+            await self._failed(list(run.failed.values()))
+        recovered = [pair for pair in run.passed if pair in self._known]
+        if recovered:
+            await self._redis.hdel(self._key, *recovered)
+            self._known.difference_update(recovered)
+            for pair in recovered:
+                log.info("rule.recovered", pair=pair)
+
+    async def _refresh(self) -> None:
+        if time.monotonic() - self._read_at < _REFRESH_S:
+            return
+        self._known = set(await _pairs(self._redis, self._key))
+        self._read_at = time.monotonic()
+
+    async def _failed(self, failures: list[RuleFailure]) -> None:
+        priors = await self._redis.hmget(self._key, [f.field for f in failures])
+        for failure, prior in zip(failures, priors, strict=True):
+            self._known.add(failure.field)
+            if prior is not None and json.loads(prior)["cause"] == failure.cause:
+                continue
+            record = json.dumps({"cause": failure.cause, "since": datetime.now(UTC).isoformat()})
+            if prior is None:
+                # Another replica may be recording the same pair right now: one of us wins.
+                if not await self._redis.hsetnx(self._key, failure.field, record):
+                    continue
+            else:
+                await self._redis.hset(self._key, failure.field, record)
+            log.error(
+                "rule.failed",
+                rule=failure.rule,
+                advertiser_id=failure.advertiser_id,
+                cause=failure.cause,
+                error=failure.error[-2000:],
+            )
+            await self._dead_letters.put(
+                source="rules",
+                reason=f"rule {failure.rule} raised",
+                payload=failure.payload,
+                error=f"{failure.cause} for advertiser {failure.advertiser_id}\n{failure.error}",
+            )
+
+
+async def failing_rules(redis: Redis, streams: StreamSettings) -> list[str]:
+    """``["rule ladder failing for 2 account(s)"]``: for ``/readyz``."""
+    pairs = await _pairs(redis, streams.keyspace.rule_failures())
+    per_rule = Counter(pair.split(":", 1)[0] for pair in pairs)
+    return [f"rule {rule} failing for {n} account(s)" for rule, n in sorted(per_rule.items())]
+
+
+async def _pairs(redis: Redis, key: str) -> list[str]:
+    return [decoded(f) for f in await redis.hkeys(key)]

@@ -1,0 +1,94 @@
+"""The declared ledger: validated like settings, stored in Redis over the config, and the
+demo scenario's ledger showing every alert kind (in-process, fast)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from config.ledger import Credit
+from config.settings import DetectSettings, Settings, SettingsError, load_settings
+from service.cli import DEMO_DETECT
+from service.detect.ledger_store import ConfigLedger, RedisLedger
+from tests.support.pipeline import Pipeline
+from workers.sandbox import DEMO_SCENARIO, load_scenario
+
+CREDIT = {
+    "id": "c1",
+    "advertiser_id": "71",
+    "type": "free",
+    "amount": "100.00",
+    "currency": "USD",
+    "valid_from": "2026-11-01",
+    "valid_to": "2026-11-30",
+}
+
+
+def test_a_bad_credit_is_named_by_its_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "creditwatch.yaml"
+    config.write_text(
+        "credits:\n"
+        "  - {id: a, advertiser_id: '71', type: free, amount: '10', currency: USD,\n"
+        "     valid_from: 2026-11-01, valid_to: 2026-11-30}\n"
+        "  - {id: b, advertiser_id: '71', type: free, amount: '10', currency: USD,\n"
+        "     valid_from: 2026-11-01, valid_to: yesterday}\n"
+    )
+    monkeypatch.setenv("CREDITWATCH_CONFIG_FILE", str(config))
+    with pytest.raises(SettingsError, match=r"credits\.1\.valid_to"):
+        load_settings()
+
+
+def test_dates_mean_whole_days_and_discounts_need_terms() -> None:
+    credit = Credit.model_validate(CREDIT)
+    assert credit.valid_from == datetime(2026, 11, 1, tzinfo=UTC)
+    assert credit.valid_to == datetime(2026, 12, 1, tzinfo=UTC)  # the end of 30 November
+    with pytest.raises(ValueError, match="discount terms"):
+        Credit.model_validate({**CREDIT, "type": "discount"})
+
+
+async def test_saved_entries_win_over_the_config_and_a_bad_one_is_skipped(
+    settings: Settings, redis_client: Redis
+) -> None:
+    base = ConfigLedger([Credit.model_validate(CREDIT)], [])
+    store = RedisLedger(redis_client, settings.streams, base)
+    assert [c.amount for c in (await store.for_advertiser("71")).credits] == [100]
+    await store.put_credit(Credit.model_validate({**CREDIT, "amount": "150.00"}))
+    await redis_client.hset(store.key("71"), "credit:broken", b"{not json")
+    ledger = await store.for_advertiser("71")
+    assert [(c.id, c.amount) for c in ledger.credits] == [("c1", Decimal(150))]
+    assert await store.delete("71", "credit", "c1")
+    assert [c.amount for c in (await store.for_advertiser("71")).credits] == [100]
+
+
+async def test_the_demo_scenario_shows_every_kind() -> None:
+    """The demo's story, polled every 2 simulated hours for 90 hours, in one process."""
+    pipe = Pipeline(load_scenario(DEMO_SCENARIO), DetectSettings(**DEMO_DETECT))
+    try:
+        await pipe.run(hours=90, every_h=2)
+    finally:
+        await pipe.aclose()
+    seen = {kind for kind, _ in pipe.kinds()}
+    assert seen >= {
+        "credit.low",
+        "credit.exhausted",
+        "credit.depletion_forecast",
+        "credit.expiring",
+        "credit.expired",
+        "credit.frozen",
+        "credit.issued",
+        "ladder.tier_reached",
+        "ladder.at_risk",
+        "ladder.window_closing",
+        "discount.cap_near",
+        "discount.cap_reached",
+        "cash.low_after_credit",
+        "reconcile.mismatch",
+        "source.auth_failed",
+    }, seen  # data.stale runs on the wall clock: see test_lifecycle_end_to_end
+    assert pipe.kinds("7100000000002") == [], "Steady Brand stays quiet"

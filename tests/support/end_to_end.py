@@ -1,0 +1,62 @@
+"""The wired end-to-end run: the sandbox scenario with its token and accounts, settings that
+point the poller at a sandbox and the notifier at a webhook sink, the service and poller roles
+running in process, and the sandbox's admin calls (its clock, its events)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from config.settings import (
+    DetectSettings,
+    NotifySettings,
+    Settings,
+    TikTokSettings,
+)
+from service.roles import poller_role, service_role
+from tests.support.polls import FAST_POLLS
+from tests.support.receiver import WebhookSink
+from tests.support.scenarios import scenario_text
+from workers.sandbox import SandboxServer
+
+TOKEN = "e2e-token-5b0c6a1f9d"
+DRAINING = "7100000000001"
+HEALTHY = "7100000000002"
+HOUR = 3600
+
+SCENARIO = scenario_text("end_to_end", TOKEN=TOKEN, DRAINING=DRAINING, HEALTHY=HEALTHY)
+
+
+def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink, **tiktok: Any) -> Settings:
+    hook, route = sink.receiver_and_route("e2e")
+    return settings.model_copy(
+        update={
+            "tiktok": TikTokSettings(
+                base_url=sandbox.base_url,
+                access_token=SecretStr(tiktok.pop("token", TOKEN)),
+                bc_ids=["7000000000001"],
+                **tiktok,
+            ),
+            "poll": FAST_POLLS,
+            # Wall-clock staleness is not what these tests are about: only far-off silence.
+            "detect": DetectSettings(stale_intervals=200),
+            "notify": NotifySettings(console=False, receivers=[hook], route=route),
+        }
+    )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[None]:
+    url = settings.redis_url or ""
+    async with service_role(settings, url), poller_role(settings, url):
+        yield
+
+
+async def admin(sandbox: SandboxServer, path: str, body: dict[str, Any]) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{sandbox.admin_url}{path}", json=body)
+        response.raise_for_status()

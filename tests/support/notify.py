@@ -1,0 +1,122 @@
+"""Helpers for the notification tests: transitions to route, and a pipeline on a fake clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from config.notify import NotifySettings, RetrySchedule
+from config.settings import Settings
+from service.deliver.clock import FakeClock
+from service.deliver.pipeline import NotifyPipeline
+from workers.contract import wire
+from workers.contract.alerts import AlertTransition, Severity, Status, episode_id
+from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def transition_for(
+    snapshot: AccountBalanceSnapshot,
+    *,
+    kind: str,
+    status: Status,
+    severity: Severity,
+    starts_at: datetime,
+    summary: str,
+    values: dict[str, Decimal],
+) -> AlertTransition:
+    """A transition about the account a snapshot describes, amounts as 2-decimal text."""
+    return AlertTransition(
+        alert_id=episode_id(kind, snapshot.advertiser_id, starts_at),
+        kind=kind,
+        status=status,
+        severity=severity,
+        advertiser_id=snapshot.advertiser_id,
+        advertiser_name=snapshot.advertiser_name,
+        bc_id=snapshot.bc_id,
+        currency=snapshot.currency,
+        summary=summary,
+        values={name: wire.money_text(amount) for name, amount in values.items()},
+        starts_at=starts_at,
+        ends_at=snapshot.observed_at if status == "resolved" else None,
+        observed_at=snapshot.observed_at,
+    )
+
+
+def transition(
+    kind: str = "credit.exhausted",
+    *,
+    status: Status = "firing",
+    severity: Severity = "critical",
+    advertiser_id: str = "71",
+    bc_id: str = "70",
+    name: str = "Draining Shop",
+    starts_at: datetime = T0,
+    observed_at: datetime | None = None,
+    grant: str = "0",
+) -> AlertTransition:
+    snapshot = AccountBalanceSnapshot(
+        bc_id=bc_id,
+        advertiser_id=advertiser_id,
+        advertiser_name=name,
+        currency="USD",
+        balances=BalanceInfo(),
+        observed_at=observed_at or starts_at,
+    )
+    return transition_for(
+        snapshot,
+        kind=kind,
+        status=status,
+        severity=severity,
+        starts_at=starts_at,
+        summary=f"Ad credit of {name} is at {grant} USD.",
+        values={"valid_grant_balance": Decimal(grant), "valid_cash_balance": Decimal("12.5")},
+    )
+
+
+def resolved(firing: AlertTransition, at: datetime) -> AlertTransition:
+    return firing.model_copy(update={"status": "resolved", "ends_at": at, "observed_at": at})
+
+
+def notify_settings(settings: Settings, **notify: Any) -> Settings:
+    """``settings`` with a notify section: no implicit console, retries 5 s, 60 s, no jitter."""
+    notify.setdefault("console", False)
+    notify.setdefault(
+        "retry", RetrySchedule(delays=[timedelta(seconds=5), timedelta(seconds=60)], jitter=0)
+    )
+    return settings.model_copy(update={"notify": NotifySettings.model_validate(notify)})
+
+
+class Announced:
+    """Collects the ops alerts the sender raises (instead of publishing them)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[AlertTransition] = []
+
+    async def __call__(self, transition: AlertTransition) -> None:
+        self.alerts.append(transition)
+
+
+def pipeline(
+    settings: Settings,
+    redis: Redis,
+    http: httpx.AsyncClient,
+    clock: FakeClock,
+    announced: Announced | None = None,
+    **kwargs: Any,
+) -> NotifyPipeline:
+    return NotifyPipeline(
+        settings,
+        redis,
+        http,
+        announce=announced or Announced(),
+        clock=clock,
+        rng=random.Random(7),
+        **kwargs,
+    )

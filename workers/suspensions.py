@@ -1,0 +1,200 @@
+"""Endpoint suspensions of one developer app: a persistent 40100 pauses that endpoint.
+
+Over its QPS limit TikTok throttles for a second; over QPM it suspends calls for 5 minutes,
+answered as 40100 like any throttle (QPD: until 00:00 UTC). A client that backs off for seconds
+would burn every retry inside a suspension, so throttling that persists is told apart by time:
+an endpoint that has answered only throttles, with no success from any caller, for
+``persistent_s`` (and at least three times) is suspended. It then pauses for ``pause_s``:
+callers wait in ``admit`` instead of sending; when the pause ends one caller probes, the others
+wait for its outcome; a throttled probe pauses the endpoint again at once, a success ends the
+suspension for all.
+
+Each pause is logged, counted (``creditwatch_api_suspensions_total``), shown by
+``creditwatch_api_suspended{endpoint}`` (apps with the endpoint paused) and reported to
+listeners (the poller writes it to Redis for ``/readyz``).
+
+Usage::
+
+    suspensions = budget.suspensions
+    await suspensions.admit(endpoint)             # waits while the endpoint is paused
+    pause = suspensions.throttled(endpoint, 40100)  # a Pause if the caller should wait
+    suspensions.succeeded(endpoint)                # ends a suspension
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from workers.metrics import API_SUSPENDED, API_SUSPENSIONS
+
+__all__ = ["MIN_THROTTLES", "Pause", "PauseListener", "Suspensions"]
+
+log = structlog.get_logger(__name__)
+
+# A suspension answers every call; fewer throttles than this in a row are not evidence of one.
+MIN_THROTTLES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """An endpoint paused: since and until when (UTC), and the code that caused it."""
+
+    app: str
+    endpoint: str
+    since: datetime
+    until: datetime
+    code: int | None
+
+
+# Called with (app, endpoint, the pause) when one starts or starts again, and with
+# (app, endpoint, None) when it is over.
+PauseListener = Callable[[str, str, Pause | None], None]
+
+
+@dataclass
+class _Paused:
+    pause: Pause
+    until: float  # monotonic
+    probing: bool = False
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """Let waiters look again (a probe ended, or the pause was renewed)."""
+        self.settled.set()
+        self.settled = asyncio.Event()
+
+
+class Suspensions:
+    """Which endpoints of one app are paused, and the throttle streaks that lead there."""
+
+    def __init__(
+        self,
+        *,
+        pause_s: float,
+        persistent_s: float,
+        app: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._pause_s = pause_s
+        self._persistent_s = persistent_s
+        self._app = app
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self._paused: dict[str, _Paused] = {}
+        # endpoint -> (first throttle since the endpoint's last success, throttles since).
+        self._streaks: dict[str, tuple[float, int]] = {}
+        self._listeners: list[PauseListener] = []
+
+    @property
+    def enabled(self) -> bool:
+        """False with ``pause_s == 0``: throttles are then retried and given up on, as before."""
+        return self._pause_s > 0
+
+    def add_listener(self, listener: PauseListener) -> None:
+        self._listeners.append(listener)
+
+    def paused(self, endpoint: str) -> Pause | None:
+        """The endpoint's pause while it lasts (not while its probe is out)."""
+        entry = self._paused.get(endpoint)
+        if entry is None or self._clock() >= entry.until:
+            return None
+        return entry.pause
+
+    def active(self) -> list[Pause]:
+        """Every pause in effect now."""
+        return [p for p in (self.paused(e) for e in list(self._paused)) if p is not None]
+
+    async def admit(self, endpoint: str) -> None:
+        """Return when ``endpoint`` may be called: at once, or when its pause is over and
+        this caller is the probe or the probe succeeded."""
+        while True:
+            entry = self._paused.get(endpoint)
+            if entry is None:
+                return
+            left = entry.until - self._clock()
+            if left > 0:
+                await self._sleep(left)
+                continue
+            if not entry.probing:
+                entry.probing = True
+                return
+            await entry.settled.wait()
+
+    def throttled(self, endpoint: str, code: int | None) -> Pause | None:
+        """Record a throttled reply; returns the endpoint's pause if the caller must wait it
+        out (no retry spent), None if it should back off and retry as usual."""
+        if not self.enabled:
+            return None
+        now = self._clock()
+        entry = self._paused.get(endpoint)
+        if entry is not None:
+            if entry.probing or now >= entry.until:
+                return self._pause(endpoint, code, now, renewed=True)  # still suspended
+            return entry.pause  # sent before the pause began
+        first, count = self._streaks.get(endpoint, (now, 0))
+        count += 1
+        self._streaks[endpoint] = (first, count)
+        if count >= MIN_THROTTLES and now - first >= self._persistent_s:
+            return self._pause(endpoint, code, now, renewed=False)
+        return None
+
+    def succeeded(self, endpoint: str) -> None:
+        """A reply got through: the endpoint's streak and any suspension are over."""
+        self._streaks.pop(endpoint, None)
+        entry = self._paused.pop(endpoint, None)
+        if entry is None:
+            return
+        API_SUSPENDED.labels(endpoint=endpoint).dec()
+        log.info("api.resumed", endpoint=endpoint, app=self._app, since=entry.pause.since)
+        entry.wake()
+        self._tell(endpoint, None)
+
+    def settle(self, endpoint: str) -> None:
+        """An attempt ended neither throttled nor successful: let another caller probe."""
+        entry = self._paused.get(endpoint)
+        if entry is not None and entry.probing:
+            entry.probing = False
+            entry.wake()
+
+    def _pause(self, endpoint: str, code: int | None, now: float, *, renewed: bool) -> Pause:
+        wall = self._wall()
+        previous = self._paused.get(endpoint)
+        since = previous.pause.since if previous is not None else wall
+        pause = Pause(
+            app=self._app,
+            endpoint=endpoint,
+            since=since,
+            until=wall + timedelta(seconds=self._pause_s),
+            code=code,
+        )
+        entry = _Paused(pause, until=now + self._pause_s)
+        self._paused[endpoint] = entry
+        self._streaks.pop(endpoint, None)
+        if previous is not None:
+            previous.wake()
+        else:
+            API_SUSPENDED.labels(endpoint=endpoint).inc()
+            API_SUSPENSIONS.labels(endpoint=endpoint).inc()
+        log.warning(
+            "api.suspended",
+            endpoint=endpoint,
+            app=self._app,
+            code=code,
+            until=pause.until,
+            renewed=renewed,
+        )
+        self._tell(endpoint, pause)
+        return pause
+
+    def _tell(self, endpoint: str, pause: Pause | None) -> None:
+        for listener in self._listeners:
+            listener(self._app, endpoint, pause)
