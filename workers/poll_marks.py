@@ -49,5 +49,9 @@ class PollMarks:
         return out
 
     async def ages(self, now: datetime) -> dict[tuple[str, str], float]:
-        """Seconds since the last successful poll, per (source, bc_id)."""
-        return {key: now.timestamp() - at for key, at in (await self.last()).items()}
+        """Seconds since the last successful poll, per (source, bc_id); never below zero.
+
+        A mark can be later than ``now``: a poll that finished while the reader was busy
+        before this call, or a poller whose clock runs a little ahead. Its data is fresh.
+        """
+        return {key: max(0.0, now.timestamp() - at) for key, at in (await self.last()).items()}

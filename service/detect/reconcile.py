@@ -7,7 +7,7 @@ a mismatch on every account that spends. Only *settled* days are compared: a UTC
 ledger's view is what its live credits should still hold at the end of that day after the
 grant spend allocated to them (``service.detect.ledger.allocate``) up to it; it is compared with the
 grant balance at that midnight (``AccountState.grant_at_midnight``), so both describe one
-moment. With ``reconcile_lag_h: 0`` (figures final as read, as the sandbox's are) the newest
+moment. With ``reconcile_lag_h: 0`` (figures final as read, as the sandbox's are) the newest day's
 figure is compared with the balance interpolated at its read time. A difference is reported
 once it has persisted ``detect.reconcile_after_h`` (24 h, what TikTok support asks to wait).
 Tolerance: the larger of ``reconcile_tolerance`` and ``reconcile_tolerance_percent`` of the
@@ -74,14 +74,17 @@ def comparable(
     (that moment, the grant balance then, grant spend per day up to it); None if none is.
 
     With a lag, the end of the newest settled day and its midnight balance; without one
-    (figures final as read), the newest figure's read time and the balance interpolated there.
+    (figures final as read), the read time of the newest day's figure and the balance
+    interpolated there.
     """
     costs = state.spend.get("bc_cost")
     if not costs:
         return None
     grant_spend = spend_days(state, "grant")
     if lag <= timedelta(0):
-        at = max(figure.observed_at for figure in costs.values())
+        # The newest day's read: older days were final when read, and one read later than
+        # today's (a sweep reads today first) would pair today's spend with a later balance.
+        at = costs[max(costs)].observed_at
         observed = grant_at(state.history, at)
         return None if observed is None else (at, observed, grant_spend)
     day = settled_day(state, lag)

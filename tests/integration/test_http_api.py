@@ -144,3 +144,15 @@ async def test_metrics_report_streams_and_data_age(
         if line.startswith('creditwatch_data_age_seconds{bc_id="7001"')
     )
     assert 42 <= float(age.rsplit(" ", 1)[1]) < 60
+
+
+async def test_data_age_is_never_negative(
+    client: tuple[httpx.AsyncClient, Probe], api_settings: Settings, redis_client: Redis
+) -> None:
+    # A poll that lands while a scrape runs, or a poller clock a little ahead, is fresh data.
+    http, _ = client
+    await PollMarks(redis_client, api_settings.streams).mark(
+        "advertiser_balance", "7001", at=datetime.now(UTC) + timedelta(seconds=5)
+    )
+    body = (await http.get("/metrics", headers=AUTH)).text
+    assert 'creditwatch_data_age_seconds{bc_id="7001",source="advertiser_balance"} 0.0' in body

@@ -291,6 +291,24 @@ def test_spend_figures_that_lag_by_a_day_and_a_half_raise_no_mismatch() -> None:
     assert of(emitted, "reconcile.mismatch") == ["firing"]
 
 
+def test_reconcile_without_lag_compares_the_balance_at_the_read_of_todays_figure() -> None:
+    # 5/h of credit spent from T0, 50 undeclared on top of the declared 100. A sweep reads
+    # today, then yesterday; when the API's clock moves on between the two reads, yesterday's
+    # figure is the newer one, but today's spend is as of its own read. Compared at the newer
+    # read, the balance would be 10 ahead of the spend.
+    ledger = AccountLedger(credits=(CREDIT_100,))
+    lax = SETTINGS.model_copy(update={"reconcile_lag_h": 0, "reconcile_after_h": 6})
+    snapshots: list[AccountSnapshot] = [balance(0, "150")]
+    for hour in range(0, 20, 2):
+        snapshots.append(spend(hour, T0.date(), grant=str(5 * hour)))
+        snapshots.append(spend(hour + 2, T0.date() - timedelta(days=1)))
+        snapshots.append(balance(hour + 2, str(150 - 5 * (hour + 2))))
+    _, emitted = run(snapshots, ledger, lax)
+    firing = [t for t in emitted if t.kind == "reconcile.mismatch"]
+    assert [t.status for t in firing] == ["firing"]
+    assert firing[0].values["difference"] == "50.00"
+
+
 # --- exactly once ---------------------------------------------------------------------------------
 
 
