@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, TextIO
 
 import httpx
@@ -253,12 +252,7 @@ class NotifyPipeline:
         ]
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         # The flag as well as the cancel: a cancel can be lost (workers.stopping), and each
         # loop also ends at its next look at the flag.
         self._stopping.set()

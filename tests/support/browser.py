@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import json
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -67,12 +66,7 @@ class Chromium:
         await self.send("Page.enable")
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._reader.cancel()
         with contextlib.suppress(Exception):
             await self._socket.close()
