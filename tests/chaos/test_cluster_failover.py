@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,12 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
+from tests.support.balances import grant_snapshot
 from tests.support.receiver import WebhookSink
 from tests.support.redis_cluster import RedisCluster, cluster_tools_missing
 from tests.support.waiting import eventually
 from workers.contract.envelope import stream_entry
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 pytestmark = pytest.mark.skipif(cluster_tools_missing() is not None, reason="no redis-server")
 
@@ -41,14 +41,8 @@ KILLED_AFTER_POLL = 6
 
 
 def snapshot(advertiser: int, poll: int) -> AccountBalanceSnapshot:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=str(830_000 + advertiser),
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
-    )
+    advertiser_id = str(830_000 + advertiser)
+    return grant_snapshot("7001", advertiser_id, GRANTS[poll], T0 + timedelta(minutes=poll))
 
 
 async def publish_poll(redis: ClusterClient, streams: StreamSettings, poll: int) -> None:

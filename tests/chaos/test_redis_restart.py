@@ -7,7 +7,6 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from faststream.redis import RedisBroker
@@ -17,10 +16,10 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
+from tests.support.balances import grant_snapshot
 from tests.support.receiver import WebhookSink
 from tests.support.servers import RedisProcess
 from tests.support.waiting import eventually
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 ADVERTISERS = 40
 GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400"]
@@ -28,13 +27,9 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(advertiser: int, poll: int) -> bytes:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=str(820_000 + advertiser),
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
+    advertiser_id = str(820_000 + advertiser)
+    return grant_snapshot(
+        "7001", advertiser_id, GRANTS[poll], T0 + timedelta(minutes=poll)
     ).to_json()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import partial
 
 from faststream.redis import RedisBroker
@@ -18,24 +17,18 @@ from service.detect.evaluate import evaluate
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation, StateStore, Step
 from service.roles import service_role
+from tests.support.balances import grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(valid_grant: str, minute: int) -> AccountBalanceSnapshot:
-    grant = Decimal(valid_grant)
-    return AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id="71",
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=minute),
-    )
+    observed_at = T0 + timedelta(minutes=minute)
+    return grant_snapshot("70", "71", valid_grant, observed_at, name="Draining Shop")
 
 
 def quiet(settings: Settings) -> Settings:

@@ -27,25 +27,19 @@ from service.detect.rule_failures import RuleHealth
 from service.detect.snapshot_consumer import Detector
 from service.detect.state import AccountState, CenterState, StateStore
 from service.roles import service_role
+from tests.support.balances import grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import AlertTransition, parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo, DailySpendSnapshot
+from workers.contract.snapshots import AccountBalanceSnapshot, DailySpendSnapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 POISONED = "71"
 
 
 def balance(valid_grant: str, minute: int, advertiser_id: str = POISONED) -> AccountBalanceSnapshot:
-    grant = Decimal(valid_grant)
-    return AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id=advertiser_id,
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=minute),
-    )
+    observed_at = T0 + timedelta(minutes=minute)
+    return grant_snapshot("70", advertiser_id, valid_grant, observed_at, name="Draining Shop")
 
 
 class Exploding:
