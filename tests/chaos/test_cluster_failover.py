@@ -24,9 +24,9 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
 from tests.support.receiver import WebhookSink
 from tests.support.redis_cluster import RedisCluster, cluster_tools_missing
+from tests.support.snapshots import grant_snapshot
 from tests.support.waiting import eventually
 from workers.contract.envelope import stream_entry
 from workers.contract.snapshots import AccountBalanceSnapshot

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from config.notify import NotifySettings
 from config.settings import Settings
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import entries
 from tests.support.waiting import eventually
 

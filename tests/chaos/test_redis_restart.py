@@ -16,9 +16,9 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
 from tests.support.receiver import WebhookSink
 from tests.support.servers import RedisProcess
+from tests.support.snapshots import grant_snapshot
 from tests.support.waiting import eventually
 
 ADVERTISERS = 40

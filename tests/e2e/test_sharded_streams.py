@@ -16,8 +16,8 @@ from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.detect import credit_balance
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
 from tests.support.receiver import WebhookSink
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition

@@ -17,7 +17,7 @@ from service.detect.evaluate import evaluate
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation, StateStore, Step
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition

@@ -32,7 +32,7 @@ from service.http import status_page
 from service.http.list_rows import ListRows
 from service.roles import _detection
 from tests.support.api import AUTH, api_settings, app_client
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 from tests.support.status_accounts import ACCOUNTS, ALPHA, BETA, GAMMA, NOW, WELCOME, listed, state
 from workers.contract.snapshots import AccountBalanceSnapshot
 

@@ -17,7 +17,7 @@ from config.settings import NotifySettings, Settings
 from service.deadletter import DeadLetters
 from service.detect import credit_balance
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition

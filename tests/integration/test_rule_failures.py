@@ -27,7 +27,7 @@ from service.detect.rule_failures import RuleHealth
 from service.detect.snapshot_consumer import Detector
 from service.detect.state import AccountState, CenterState, StateStore
 from service.roles import service_role
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import day_spend, grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import AlertTransition, parse_transition
@@ -141,18 +141,9 @@ def poisoned_program() -> LadderProgram:
 
 
 def spend(day: int, cash: str, minute: int) -> DailySpendSnapshot:
-    return DailySpendSnapshot(
-        bc_id="70",
-        advertiser_id=POISONED,
-        advertiser_name="Draining Shop",
-        currency="USD",
-        source="bc_cost",
-        day=(T0 + timedelta(days=day)).date(),
-        cash_amount=Decimal(cash),
-        grant_amount=Decimal(0),
-        total=Decimal(cash),
-        observed_at=T0 + timedelta(days=day, minutes=minute),
-    )
+    day_start = T0 + timedelta(days=day)
+    observed_at = day_start + timedelta(minutes=minute)
+    return day_spend(POISONED, day_start.date(), observed_at, cash=cash, name="Draining Shop")
 
 
 async def test_a_poisoned_ladder_entry_fails_only_the_ladder_rule_and_only_once(

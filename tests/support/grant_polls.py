@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 
 GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400", "1300", "1200"]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -16,7 +16,7 @@ from service.detect.credit_balance import EXHAUSTED, LOW, low_line
 from service.detect.evaluate import evaluate as evaluate_all
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation
-from tests.support.balances import grant_snapshot
+from tests.support.snapshots import grant_snapshot
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import AccountBalanceSnapshot
 
