@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import pytest
 from faststream.redis import RedisBroker
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -31,7 +32,10 @@ def snapshot(valid_grant: str, minute: int) -> AccountBalanceSnapshot:
     return grant_snapshot("70", "71", valid_grant, observed_at, name="Draining Shop")
 
 
-def quiet(settings: Settings) -> Settings:
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings with no console notifications: the service roles here only
+    detect."""
     return settings.model_copy(update={"notify": NotifySettings(console=False)})
 
 
@@ -55,7 +59,6 @@ async def low_fired(redis: Redis, settings: Settings) -> bool:
 async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     async with service_role(settings, settings.redis_url or "") as broker:
         await redis_client.xadd(stream, {"__data__": b"not json at all"})
@@ -77,7 +80,6 @@ async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
 async def test_a_redelivered_snapshot_does_not_alert_twice(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     async with service_role(settings, settings.redis_url or "") as broker:
         for snap in (snapshot("300", 0), snapshot("10", 1), snapshot("10", 1), snapshot("0", 2)):
@@ -123,7 +125,6 @@ async def test_dead_letters_keep_the_payload_and_count(
 
 
 async def test_state_survives_a_restart(settings: Settings, redis_client: Redis) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
 
     async with service_role(settings, settings.redis_url or "") as broker:
@@ -141,7 +142,6 @@ async def test_state_survives_a_restart(settings: Settings, redis_client: Redis)
 async def test_snapshots_published_while_the_service_was_down_are_read(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     broker = RedisBroker(settings.redis_url or "")
     await broker.connect()
@@ -161,7 +161,6 @@ async def test_one_batch_folds_each_advertisers_snapshots_in_stream_order(
 ) -> None:
     """Entries written before the service starts arrive as one batch: three advertisers
     interleaved, one duplicate; each advertiser's episodes still open and close in order."""
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     drains = [("300", 0), ("10", 1), ("10", 1), ("0", 2), ("400", 3)]
     for valid_grant, minute in drains:
