@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,13 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
+from tests.support.deliveries import assert_each_transition_once
 from tests.support.receiver import WebhookSink
 from tests.support.redis_cluster import RedisCluster, cluster_tools_missing
+from tests.support.snapshots import grant_snapshot
 from tests.support.waiting import eventually
 from workers.contract.envelope import stream_entry
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 pytestmark = pytest.mark.skipif(cluster_tools_missing() is not None, reason="no redis-server")
 
@@ -41,14 +42,8 @@ KILLED_AFTER_POLL = 6
 
 
 def snapshot(advertiser: int, poll: int) -> AccountBalanceSnapshot:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=str(830_000 + advertiser),
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
-    )
+    advertiser_id = str(830_000 + advertiser)
+    return grant_snapshot("7001", advertiser_id, GRANTS[poll], T0 + timedelta(minutes=poll))
 
 
 async def publish_poll(redis: ClusterClient, streams: StreamSettings, poll: int) -> None:
@@ -126,20 +121,7 @@ async def test_a_killed_master_is_replaced_and_every_transition_arrives_once(
 
     assert promoted != killed
     # One webhook-id per transition; a send retried (its record lost with the master) keeps it.
-    ids: dict[tuple[str, str], set[str]] = {}
-    for received in sink.received:
-        assert received.payload is not None, "every delivery carries a valid signature"
-        key = (received.payload["data"]["alert_id"], received.payload["data"]["status"])
-        ids.setdefault(key, set()).add(received.headers["webhook-id"])
-    assert all(len(v) == 1 for v in ids.values()), "a transition was notified twice"
-    unique = {(p["data"]["alert_id"], p["data"]["status"]): p for p in sink.payloads()}
-    kinds = Counter((p["type"], p["data"]["status"]) for p in unique.values())
-    assert kinds == {
-        ("credit.low", "firing"): ADVERTISERS,
-        ("credit.exhausted", "firing"): ADVERTISERS,
-        ("credit.low", "resolved"): ADVERTISERS,
-        ("credit.exhausted", "resolved"): ADVERTISERS,
-    }
+    assert_each_transition_once(sink, ADVERTISERS)
 
 
 async def _publish_rest(publisher: ClusterClient, streams: StreamSettings) -> None:

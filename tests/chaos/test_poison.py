@@ -4,29 +4,21 @@ after N deliveries, and the consumer keeps consuming everything else meanwhile."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from redis.asyncio import Redis
 
 from config.notify import NotifySettings
 from config.settings import Settings
 from service.roles import service_role
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import entries
 from tests.support.waiting import eventually
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(advertiser_id: str, grant: str, minute: int) -> bytes:
-    amount = Decimal(grant)
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=advertiser_id,
-        currency="USD",
-        balances=BalanceInfo(grant_balance=amount, valid_grant_balance=amount),
-        observed_at=T0 + timedelta(minutes=minute),
-    ).to_json()
+    return grant_snapshot("7001", advertiser_id, grant, T0 + timedelta(minutes=minute)).to_json()
 
 
 async def test_poison_is_dead_lettered_after_n_tries_and_the_rest_flows(

@@ -16,7 +16,7 @@ from config.notify import NotifySettings
 from config.settings import Settings
 from service.roles import service_role
 from service.streams import read_entries
-from tests.support.processes import Role
+from tests.support.processes import replicas
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
 from tests.support.streams import body, entries
@@ -62,14 +62,7 @@ async def test_polling_survives_a_killed_replica(
             # Each serves /metrics: replicas on one host need a port each (0: any free one).
             "CREDITWATCH_API__PORT": "0",
         }
-        pollers = [
-            Role(
-                "poller",
-                {**env, "CREDITWATCH_STREAMS__CONSUMER": f"poller-{n}"},
-                tmp_path / f"poller-{n}.log",
-            )
-            for n in range(2)
-        ]
+        pollers = replicas("poller", env, tmp_path, "poller", 2)
         hook, route = sink.receiver_and_route("chaos", kinds=["credit.low", "credit.exhausted"])
         service = settings.model_copy(
             update={

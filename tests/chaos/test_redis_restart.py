@@ -7,7 +7,6 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from faststream.redis import RedisBroker
@@ -17,10 +16,11 @@ from config.api import ApiSettings
 from config.notify import NotifySettings
 from config.settings import Settings, StreamSettings
 from service.roles import service_role
+from tests.support.deliveries import assert_each_transition_once
 from tests.support.receiver import WebhookSink
 from tests.support.servers import RedisProcess
+from tests.support.snapshots import grant_snapshot
 from tests.support.waiting import eventually
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 ADVERTISERS = 40
 GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400"]
@@ -28,13 +28,9 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(advertiser: int, poll: int) -> bytes:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=str(820_000 + advertiser),
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
+    advertiser_id = str(820_000 + advertiser)
+    return grant_snapshot(
+        "7001", advertiser_id, GRANTS[poll], T0 + timedelta(minutes=poll)
     ).to_json()
 
 
@@ -102,22 +98,9 @@ async def test_service_recovers_from_a_redis_restart_with_aof(tmp_path: Path) ->
 
         # One delivery per transition. A send that succeeded while Redis went down before it
         # was recorded is retried under the same webhook-id (receivers drop it by id).
-        ids: dict[tuple[str, str], set[str]] = {}
-        for received in sink.received:
-            assert received.payload is not None
-            key = (received.payload["data"]["alert_id"], received.payload["data"]["status"])
-            ids.setdefault(key, set()).add(received.headers["webhook-id"])
-        assert all(len(v) == 1 for v in ids.values()), "a transition was notified twice"
+        assert_each_transition_once(sink, ADVERTISERS)
         # What the sender had claimed when Redis went down it still sends from memory: each
         # is answered and not recorded, so after the restart it goes once more, under its id
         # (a loaded run saw 40, the whole wave that was due). Never a third time.
         per_id = Counter(received.headers["webhook-id"] for received in sink.received)
         assert max(per_id.values()) <= 2, "more repeats than the restart explains"
-        unique = {(p["data"]["alert_id"], p["data"]["status"]): p for p in sink.payloads()}
-        kinds = Counter((p["type"], p["data"]["status"]) for p in unique.values())
-        assert kinds == {
-            ("credit.low", "firing"): ADVERTISERS,
-            ("credit.exhausted", "firing"): ADVERTISERS,
-            ("credit.low", "resolved"): ADVERTISERS,
-            ("credit.exhausted", "resolved"): ADVERTISERS,
-        }

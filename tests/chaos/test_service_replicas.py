@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from config.settings import Settings
 from service.deliver.sender import ATTEMPTS_AT_ONCE
+from tests.support import processes
 from tests.support.grant_polls import GRANTS, snapshot
-from tests.support.processes import Role
 from tests.support.receiver import SECRET, WebhookSink
 from tests.support.waiting import eventually
 
@@ -58,14 +58,7 @@ async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
             "CREDITWATCH_API__ENABLED": "false",
             "CREDITWATCH_LOG_LEVEL": "info",
         }
-        replicas = [
-            Role(
-                "service",
-                {**env, "CREDITWATCH_STREAMS__CONSUMER": f"replica-{n}"},
-                tmp_path / f"replica-{n}.log",
-            )
-            for n in range(3)
-        ]
+        replicas = processes.replicas("service", env, tmp_path, "replica", 3)
         broker = RedisBroker(settings.redis_url or "")
         await broker.connect()
         try:

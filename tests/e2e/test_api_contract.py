@@ -16,13 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from faststream.redis import RedisBroker
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config.settings import PollSettings, Settings, TikTokSettings
-from service.deadletter import DeadLetters
 from service.roles import poller_role
+from tests.support.balance_poll import poll_balances_once
 from tests.support.fixture_api import TOKEN, FixtureApi, error, fixture
 from tests.support.pipeline import ListPublisher
 from tests.support.streams import body, entries
@@ -37,8 +36,6 @@ from workers.contract.snapshots import (
     DailySpendSnapshot,
     parse_snapshot,
 )
-from workers.poller import BalancePoller
-from workers.publish import SnapshotPublisher
 from workers.spend_poller import CostPoller, ReportPoller
 from workers.tiktok import TikTokClient
 from workers.transaction_poller import TransactionPoller
@@ -82,18 +79,7 @@ async def client(api: FixtureApi) -> AsyncIterator[TikTokClient]:
 async def test_balances_as_documented_publish_and_the_bad_row_is_dead_lettered(
     api: FixtureApi, client: TikTokClient, settings: Settings, redis_client: Redis
 ) -> None:
-    broker = RedisBroker(settings.redis_url or "")
-    await broker.connect()
-    try:
-        poller = BalancePoller(
-            client,
-            SnapshotPublisher(broker, redis_client, settings.streams),
-            reject=DeadLetters(redis_client, settings.streams).put,
-            clock=lambda: SEEN_AT,
-        )
-        result = await poller.poll(BC)
-    finally:
-        await broker.stop()
+    result = await poll_balances_once(client, BC, settings, redis_client, seen_at=SEEN_AT)
     assert result is not None
     assert (result.published, result.rejected) == (5, 1)  # 4 accounts + the source status
     # Asked without `fields`: right under the literal and the lenient reading alike.

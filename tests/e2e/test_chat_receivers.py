@@ -25,7 +25,7 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.discord import embed_characters
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import creditwatch
+from tests.support.cli import check_config
 from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
@@ -318,10 +318,8 @@ def test_a_bad_chat_setting_names_its_field() -> None:
 
 
 def test_a_malformed_bot_token_is_refused_without_being_echoed(tmp_path: Path) -> None:
-    config = tmp_path / "c.yaml"
     receiver = {"type": "telegram", "name": "tg", "bot_token": "not/a token", "chat_id": 1}
-    config.write_text(yaml.safe_dump({"notify": {"receivers": [receiver]}}))
-    result = creditwatch("check-config", env={"CREDITWATCH_CONFIG_FILE": str(config)}, cwd=tmp_path)
+    result = check_config(tmp_path, yaml.safe_dump({"notify": {"receivers": [receiver]}}))
     assert result.returncode == 2
     assert "bot_token" in result.stderr
     assert "not/a token" not in result.stderr + result.stdout

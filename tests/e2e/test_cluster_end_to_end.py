@@ -27,12 +27,12 @@ from config.keyspace import Keyspace
 from config.settings import (
     DetectSettings,
     NotifySettings,
-    PollSettings,
     Settings,
     StreamSettings,
     TikTokSettings,
 )
 from service.roles import poller_role, service_role
+from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.redis_cluster import RedisCluster, cluster_tools_missing
 from tests.support.waiting import eventually
@@ -115,14 +115,7 @@ def wired(cluster: RedisCluster, sandbox: SandboxServer, sink: WebhookSink, tmp:
         tiktok=TikTokSettings(
             base_url=sandbox.base_url, access_token=SecretStr(TOKEN), bc_ids=[BC]
         ),
-        poll=PollSettings(
-            balance_interval_s=0.3,
-            spend_interval_s=0.5,
-            transaction_interval_s=0.5,
-            report_interval_s=1.0,
-            bc_balance_interval_s=1.0,
-            spend_lookback_days=2,
-        ),
+        poll=polls_every(balance_s=0.3, spend_s=0.5, report_s=1.0, bc_balance_s=1.0),
         detect=DetectSettings(stale_intervals=200),
         notify=NotifySettings(
             console=False,

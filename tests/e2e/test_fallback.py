@@ -18,7 +18,7 @@ from config.notify import NotifySettings
 from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import creditwatch
+from tests.support.cli import check_config
 from tests.support.notify import T0, notify_settings, pipeline, transition
 from tests.support.receiver import SECRET, Reply, SlackSink, WebhookSink
 
@@ -114,13 +114,12 @@ def test_bad_fallbacks_are_named(receivers: list[dict[str, Any]], message: str) 
 
 
 def test_a_fallback_cycle_in_the_file_exits_2_naming_its_path(tmp_path: Path) -> None:
-    config = tmp_path / "creditwatch.yaml"
-    config.write_text(
+    result = check_config(
+        tmp_path,
         "notify:\n  receivers:\n"
         "    - {type: console, name: a, fallback: b}\n"
-        "    - {type: console, name: b, fallback: a}\n"
+        "    - {type: console, name: b, fallback: a}\n",
     )
-    result = creditwatch("check-config", env={"CREDITWATCH_CONFIG_FILE": str(config)}, cwd=tmp_path)
     assert result.returncode == 2
     assert "(notify)" in result.stderr and "receivers.0.fallback" in result.stderr
     assert "a -> b -> a" in result.stderr

@@ -71,13 +71,33 @@ def alias_bomb(section: str) -> str:
 
 
 CREDIT = (
-    "credits:\n  - {{id: c1, advertiser_id: '71', type: free, amount: '10', currency: USD, "
+    "credits:\n  - {{id: c1, advertiser_id: '71', type: free, amount: {amount}, currency: USD, "
     "valid_from: {start}, valid_to: {end}}}\n"
 )
 PROGRAM = (
     "ladder_programs:\n  - {{id: p1, advertiser_id: '71', currency: USD, window_start: {start}, "
     "window_end: {end}, tiers: [{{threshold: '500', reward: '50'}}]}}\n"
 )
+
+
+def credit_case(
+    id_: str,
+    field: str | None,
+    *,
+    start: str = "2026-11-01",
+    end: str = "2026-11-30",
+    amount: str = "'10'",
+) -> Case:
+    """A file of one credit, to be named at its ``field`` (the whole credit when None)."""
+    at = "credits.0" if field is None else f"credits.0.{field}"
+    text = CREDIT.format(start=start, end=end, amount=amount)
+    return yaml_case(id_, text, f"CREDITWATCH_CREDITS ({at})")
+
+
+def program_case(id_: str, field: str, *, start: str, end: str) -> Case:
+    """A file of one ladder program, to be named at its ``field``."""
+    text = PROGRAM.format(start=start, end=end)
+    return yaml_case(id_, text, f"CREDITWATCH_LADDER_PROGRAMS (ladder_programs.0.{field})")
 
 
 def hook(url: str, secret: str, extra: str = "") -> str:
@@ -206,51 +226,15 @@ CASES: list[Case] = [
     ),
     yaml_case("yaml-unknown-key", "tiktok:\n  qpss: 3\n", "CREDITWATCH_TIKTOK__QPSS"),
     # Ledger dates: 2000..2100 only.
-    yaml_case(
-        "credit-valid-to-9999",
-        CREDIT.format(start="2026-11-01", end="9999-12-31"),
-        "CREDITWATCH_CREDITS (credits.0.valid_to)",
-    ),
-    yaml_case(
-        "credit-valid-from-year-1",
-        CREDIT.format(start="0001-01-01", end="2026-11-30"),
-        "CREDITWATCH_CREDITS (credits.0.valid_from)",
-    ),
-    yaml_case(
-        "credit-datetime-9999",
-        CREDIT.format(start="2026-11-01", end="'9999-12-31T23:59:59-12:00'"),
-        "CREDITWATCH_CREDITS (credits.0.valid_to)",
-    ),
-    yaml_case(
-        "credit-bad-date",
-        CREDIT.format(start="2026-13-45", end="2026-11-30"),
-        "CREDITWATCH_CREDITS (credits.0.valid_from)",
-    ),
-    yaml_case(
-        "credit-backwards",
-        CREDIT.format(start="2026-11-30", end="2026-11-01"),
-        "CREDITWATCH_CREDITS (credits.0)",
-    ),
-    yaml_case(
-        "ladder-window-year-1",
-        PROGRAM.format(start="0001-01-01", end="0001-02-01"),
-        "CREDITWATCH_LADDER_PROGRAMS (ladder_programs.0.window_start)",
-    ),
-    yaml_case(
-        "ladder-window-end-9999",
-        PROGRAM.format(start="2026-11-01", end="9999-12-31"),
-        "CREDITWATCH_LADDER_PROGRAMS (ladder_programs.0.window_end)",
-    ),
-    yaml_case(
-        "credit-amount-negative",
-        CREDIT.format(start="2026-11-01", end="2026-11-30").replace("'10'", "'-5'"),
-        "CREDITWATCH_CREDITS (credits.0.amount)",
-    ),
-    yaml_case(
-        "credit-amount-infinity",
-        CREDIT.format(start="2026-11-01", end="2026-11-30").replace("'10'", "Infinity"),
-        "CREDITWATCH_CREDITS (credits.0.amount)",
-    ),
+    credit_case("credit-valid-to-9999", "valid_to", end="9999-12-31"),
+    credit_case("credit-valid-from-year-1", "valid_from", start="0001-01-01"),
+    credit_case("credit-datetime-9999", "valid_to", end="'9999-12-31T23:59:59-12:00'"),
+    credit_case("credit-bad-date", "valid_from", start="2026-13-45"),
+    credit_case("credit-backwards", None, start="2026-11-30", end="2026-11-01"),
+    program_case("ladder-window-year-1", "window_start", start="0001-01-01", end="0001-02-01"),
+    program_case("ladder-window-end-9999", "window_end", start="2026-11-01", end="9999-12-31"),
+    credit_case("credit-amount-negative", "amount", amount="'-5'"),
+    credit_case("credit-amount-infinity", "amount", amount="Infinity"),
     # Receivers and routes (secrets planted next to the fault).
     yaml_case(
         "hook-url-ftp",

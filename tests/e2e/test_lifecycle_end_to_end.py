@@ -28,7 +28,6 @@ from config.api import ApiSettings
 from config.settings import (
     DetectSettings,
     NotifySettings,
-    PollSettings,
     Settings,
     StreamSettings,
     TikTokSettings,
@@ -36,6 +35,7 @@ from config.settings import (
 from service.detect.state import AccountState, SpendDays, StateStore
 from service.roles import poller_role, service_role
 from service.streams import NOTIFIERS
+from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
 from tests.support.streams import drained
@@ -118,14 +118,7 @@ def _settings(redis_url: str, tmp: Path, sandbox: SandboxServer, sink: WebhookSi
             qps=200,
             qpm=12_000,
         ),
-        poll=PollSettings(
-            balance_interval_s=0.2,
-            spend_interval_s=0.3,
-            transaction_interval_s=0.3,
-            report_interval_s=1.0,
-            bc_balance_interval_s=1.0,
-            spend_lookback_days=2,
-        ),
+        poll=polls_every(balance_s=0.2, spend_s=0.3, report_s=1.0, bc_balance_s=1.0),
         # Stale after 10 balance intervals (2 s of silence); mismatches reported after 6 h.
         # The sandbox's spend figures do not lag: reconcile on them as read.
         detect=DetectSettings(stale_intervals=10, reconcile_after_h=6, reconcile_lag_h=0),

@@ -17,9 +17,8 @@ from redis.asyncio import Redis
 
 from config.api import ApiSettings
 from config.notify import EmailReceiverSettings, NotifySettings, Route
-from config.settings import DetectSettings, Settings, TikTokSettings
-from tests.support.end_to_end import DRAINING, HOUR, SCENARIO, TOKEN, admin, running
-from tests.support.polls import FAST_POLLS
+from config.settings import Settings
+from tests.support.end_to_end import DRAINING, HOUR, SCENARIO, TOKEN, admin, running, wired
 from tests.support.receiver import SECRET, WebhookSink
 from tests.support.servers import free_port
 from tests.support.streams import entries
@@ -39,15 +38,9 @@ async def test_no_secret_reaches_logs_or_errors(
     caplog.set_level(logging.DEBUG)
     async with SandboxServer(parse_scenario(SCENARIO)) as sandbox, WebhookSink() as sink:
         hook, to_hook = sink.receiver_and_route("hook")
-        settings = settings.model_copy(
+        # The wired run, with API tokens and a mail receiver besides the hook.
+        settings = wired(settings, sandbox, sink).model_copy(
             update={
-                "tiktok": TikTokSettings(
-                    base_url=sandbox.base_url,
-                    access_token=SecretStr(TOKEN),
-                    bc_ids=["7000000000001"],
-                ),
-                "poll": FAST_POLLS,
-                "detect": DetectSettings(stale_intervals=200),
                 "api": ApiSettings(port=0, tokens=[SecretStr(API_TOKEN)]),
                 "notify": NotifySettings(
                     console=False,

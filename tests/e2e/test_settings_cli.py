@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import SettingsError, load_settings, masked_url
-from tests.support.cli import creditwatch
+from tests.support.cli import check_config, config_file, creditwatch
 
 TOKEN = "tt-access-token-0123456789abcdef"
 HOOK_SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQ="
@@ -58,12 +58,11 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
 
 
 def test_a_bad_webhook_in_the_file_is_named_and_its_secret_not_echoed(tmp_path: Path) -> None:
-    config = tmp_path / "creditwatch.yaml"
-    config.write_text(
+    result = check_config(
+        tmp_path,
         "notify:\n  receivers:\n    - type: webhook\n      name: ops\n      url: ftp://example\n"
-        f"      secret: {HOOK_SECRET}\n"
+        f"      secret: {HOOK_SECRET}\n",
     )
-    result = creditwatch("check-config", env={"CREDITWATCH_CONFIG_FILE": str(config)}, cwd=tmp_path)
     assert result.returncode == 2
     assert "notify.receivers.0.webhook.url" in result.stderr
     assert HOOK_SECRET not in result.stderr + result.stdout
@@ -104,8 +103,9 @@ def test_polling_the_real_api_needs_a_token(tmp_path: Path) -> None:
 def test_env_wins_over_the_file_and_lists_accept_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text("tiktok:\n  qps: 4\n  bc_ids: ['1', '2']\npoll:\n  balance_interval_s: 60\n")
+    config = config_file(
+        tmp_path, "tiktok:\n  qps: 4\n  bc_ids: ['1', '2']\npoll:\n  balance_interval_s: 60\n"
+    )
     monkeypatch.setenv("CREDITWATCH_CONFIG_FILE", str(config))
     monkeypatch.setenv("CREDITWATCH_TIKTOK__QPS", "2.5")
     monkeypatch.setenv("CREDITWATCH_TIKTOK__BC_IDS", '["9"]')
@@ -118,8 +118,7 @@ def test_env_wins_over_the_file_and_lists_accept_json(
 def test_yaml_syntax_errors_are_settings_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text("tiktok: [unclosed\n")
+    config = config_file(tmp_path, "tiktok: [unclosed\n")
     monkeypatch.setenv("CREDITWATCH_CONFIG_FILE", str(config))
     with pytest.raises(SettingsError, match="CREDITWATCH_CONFIG_FILE: not valid YAML: line 2"):
         load_settings()
@@ -184,8 +183,7 @@ def test_the_tier_gives_the_limits_and_explicit_ones_win(
     basic = load_settings().tiktok
     assert (basic.tier, basic.qps, basic.qpm, basic.qpd) == ("basic", 10, 600, 864_000)
     assert basic.suspension_s == 300
-    config = tmp_path / "creditwatch.yaml"
-    config.write_text("tiktok:\n  tier: ultimate\n  qpm: 2000\n")
+    config = config_file(tmp_path, "tiktok:\n  tier: ultimate\n  qpm: 2000\n")
     monkeypatch.setenv("CREDITWATCH_CONFIG_FILE", str(config))
     tiktok = load_settings().tiktok
     assert (tiktok.qps, tiktok.qpm, tiktok.qpd) == (50, 2000, 864_000)

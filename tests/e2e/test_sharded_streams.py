@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from faststream.redis import RedisBroker
@@ -18,10 +17,11 @@ from config.settings import Settings, StreamSettings
 from service.detect import credit_balance
 from service.roles import service_role
 from tests.support.receiver import WebhookSink
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo, SourceStatusSnapshot
+from workers.contract.snapshots import AccountBalanceSnapshot, SourceStatusSnapshot
 from workers.publish import SnapshotPublisher
 
 SHARDS = 4
@@ -35,14 +35,7 @@ async def published(redis: Redis, stream: str) -> list[dict[str, Any]]:
 
 
 def balance(advertiser: str, poll: int) -> AccountBalanceSnapshot:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7401",
-        advertiser_id=advertiser,
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
-    )
+    return grant_snapshot("7401", advertiser, GRANTS[poll], T0 + timedelta(minutes=poll))
 
 
 async def test_accounts_flow_through_their_own_shard_and_are_all_notified(

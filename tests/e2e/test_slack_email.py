@@ -34,6 +34,16 @@ def slack_settings(settings: Settings, url: str, **route: object) -> Settings:
     )
 
 
+def email_settings(settings: Settings, smtp: SmtpSink, **receiver: object) -> Settings:
+    """One email receiver, ``finance``, on the local SMTP server, sent to without waiting."""
+    server = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
+    return notify_settings(
+        settings,
+        receivers=[{"type": "email", "name": "finance", **server, **receiver}],
+        route={"receiver": "finance", "group_wait": 0},
+    )
+
+
 async def test_five_alerts_close_together_make_one_block_kit_message(
     settings: Settings, redis_client: Redis, http: httpx.AsyncClient
 ) -> None:
@@ -122,20 +132,11 @@ async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
 ) -> None:
     clock = FakeClock(T0)
     with SmtpSink() as smtp:
-        configured = notify_settings(
+        configured = email_settings(
             settings,
-            receivers=[
-                {
-                    "type": "email",
-                    "name": "finance",
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "security": "none",
-                    "sender": "creditwatch@example.com",
-                    "to": ["finance@example.com", "ops@example.com"],
-                }
-            ],
-            route={"receiver": "finance", "group_wait": 0},
+            smtp,
+            sender="creditwatch@example.com",
+            to=["finance@example.com", "ops@example.com"],
         )
         notify = pipeline(configured, redis_client, http, clock)
         alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
@@ -165,21 +166,12 @@ async def test_an_smtp_4xx_is_retried_and_templates_can_be_overridden(
 ) -> None:
     clock = FakeClock(T0)
     with SmtpSink() as smtp:
-        configured = notify_settings(
+        configured = email_settings(
             settings,
-            receivers=[
-                {
-                    "type": "email",
-                    "name": "finance",
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "security": "none",
-                    "sender": "cw@example.com",
-                    "to": "finance@example.com",
-                    "templates": {"subject": "Credit: {{ alerts[0].advertiser_name }}"},
-                }
-            ],
-            route={"receiver": "finance", "group_wait": 0},
+            smtp,
+            sender="cw@example.com",
+            to="finance@example.com",
+            templates={"subject": "Credit: {{ alerts[0].advertiser_name }}"},
         )
         notify = pipeline(configured, redis_client, http, clock)
         smtp.refuse_next("451 4.3.0 try again later")

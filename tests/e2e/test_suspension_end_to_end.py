@@ -21,8 +21,9 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from config.settings import DetectSettings, NotifySettings, PollSettings, Settings, TikTokSettings
+from config.settings import DetectSettings, NotifySettings, Settings, TikTokSettings
 from service.roles import poller_role, service_role
+from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
 from tests.support.streams import body, entries
@@ -56,16 +57,11 @@ def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink) -> Sett
                 suspend_after_s=0.5,
                 suspension_s=CLIENT_PAUSE_S,
             ),
-            "poll": PollSettings(
-                # Not shorter: balance sweeps always due would take every grant of the balance
-                # endpoint, which the report source's account listing shares (see
-                # workers/priorities.py), and the waiting report poll would resume late.
-                balance_interval_s=1.0,
-                spend_interval_s=0.5,
-                transaction_interval_s=0.5,
-                report_interval_s=1.0,
-                bc_balance_interval_s=0.5,
-                spend_lookback_days=1,
+            # Balances not polled more often: balance sweeps always due would take every grant
+            # of the balance endpoint, which the report source's account listing shares (see
+            # workers/priorities.py), and the waiting report poll would resume late.
+            "poll": polls_every(
+                balance_s=1.0, spend_s=0.5, report_s=1.0, bc_balance_s=0.5, lookback_days=1
             ),
             "detect": DetectSettings(stale_intervals=500),
             "notify": NotifySettings(console=False, receivers=[hook], route=route),

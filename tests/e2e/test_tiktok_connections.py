@@ -33,7 +33,7 @@ from config.settings import (
 )
 from service.detect.center import evaluate
 from service.roles import poller_role, service_role
-from tests.support.cli import creditwatch
+from tests.support.cli import check_config, creditwatch
 from tests.support.polls import FAST_POLLS
 from tests.support.receiver import SECRET, WebhookSink
 from tests.support.scenarios import scenario_text
@@ -178,13 +178,12 @@ def test_both_forms_exit_2_naming_the_setting_and_no_token(tmp_path: Path) -> No
 
 
 def test_check_config_masks_every_connections_token(tmp_path: Path) -> None:
-    config = tmp_path / "creditwatch.yaml"
-    config.write_text(
+    result = check_config(
+        tmp_path,
         f"tiktok:\n  app_secret: {APP_SECRET}\n  connections:\n"
         f"    - {{name: a, access_token: {TOKEN_A}, bc_ids: '{BC_A}'}}\n"
-        f"    - {{name: b, access_token: {TOKEN_B}, bc_ids: discover}}\n"
+        f"    - {{name: b, access_token: {TOKEN_B}, bc_ids: discover}}\n",
     )
-    result = creditwatch("check-config", env={"CREDITWATCH_CONFIG_FILE": str(config)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)["tiktok"]
     assert [c["access_token"] for c in shown["connections"]] == ["**********"] * 2

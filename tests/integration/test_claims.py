@@ -18,11 +18,14 @@ class Clock:
         return self.now
 
 
+def claimants(redis: Redis, settings: Settings, clock: Clock, *owners: str) -> list[TickClaims]:
+    """One replica's claims per owner, all on the same clock."""
+    return [TickClaims(redis, settings.streams, owner=owner, clock=clock) for owner in owners]
+
+
 async def test_one_replica_wins_each_tick(settings: Settings, redis_client: Redis) -> None:
     clock = Clock(1_000_000.0)
-    replicas = [
-        TickClaims(redis_client, settings.streams, owner=f"r{i}", clock=clock) for i in range(5)
-    ]
+    replicas = claimants(redis_client, settings, clock, *(f"r{i}" for i in range(5)))
     for tick in range(3):
         results = await asyncio.gather(*(r.claim("balance:7001", 10) for r in replicas))
         winners = [r for r in results if r is not None]
@@ -36,8 +39,7 @@ async def test_another_replica_takes_over_the_next_tick(
     settings: Settings, redis_client: Redis
 ) -> None:
     clock = Clock(500.0)
-    leader = TickClaims(redis_client, settings.streams, owner="leader", clock=clock)
-    follower = TickClaims(redis_client, settings.streams, owner="follower", clock=clock)
+    leader, follower = claimants(redis_client, settings, clock, "leader", "follower")
     assert await leader.claim("balance:7001", 5) == 100
     assert await follower.claim("balance:7001", 5) is None
     clock.now += 5  # the leader died: nobody claims tick 101 for it
@@ -51,8 +53,7 @@ async def test_a_sweep_is_leased_whole_and_its_end_told_to_every_replica(
     settings: Settings, redis_client: Redis
 ) -> None:
     clock = Clock(2_000.0)
-    one = TickClaims(redis_client, settings.streams, owner="one", clock=clock)
-    two = TickClaims(redis_client, settings.streams, owner="two", clock=clock)
+    one, two = claimants(redis_client, settings, clock, "one", "two")
     job = "advertiser_balance:7001@default"
     lease = await one.sweep(job, interval_s=300)
     assert lease is not None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import partial
 
+import pytest
 from faststream.redis import RedisBroker
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -18,27 +18,24 @@ from service.detect.evaluate import evaluate
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation, StateStore, Step
 from service.roles import service_role
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(valid_grant: str, minute: int) -> AccountBalanceSnapshot:
-    grant = Decimal(valid_grant)
-    return AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id="71",
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=minute),
-    )
+    observed_at = T0 + timedelta(minutes=minute)
+    return grant_snapshot("70", "71", valid_grant, observed_at, name="Draining Shop")
 
 
-def quiet(settings: Settings) -> Settings:
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings with no console notifications: the service roles here only
+    detect."""
     return settings.model_copy(update={"notify": NotifySettings(console=False)})
 
 
@@ -51,10 +48,17 @@ async def alerts_on_stream(redis: Redis, settings: Settings) -> list[tuple[str, 
     return [(t.kind, t.status) for t in transitions if t.kind in balance_kinds]
 
 
+# A drain from 300 to 10 to 0, however often each snapshot is read: one low, one exhausted.
+LOW_THEN_EXHAUSTED = [(credit_balance.LOW, "firing"), (credit_balance.EXHAUSTED, "firing")]
+
+
+async def low_fired(redis: Redis, settings: Settings) -> bool:
+    return (credit_balance.LOW, "firing") in await alerts_on_stream(redis, settings)
+
+
 async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     async with service_role(settings, settings.redis_url or "") as broker:
         await redis_client.xadd(stream, {"__data__": b"not json at all"})
@@ -62,11 +66,7 @@ async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
         await redis_client.xadd(stream, {"something": b"else"})
         await broker.publish(snapshot("300", 0).to_json(), stream=stream)
         await broker.publish(snapshot("10", 1).to_json(), stream=stream)
-
-        async def low_fired() -> bool:
-            return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
-
-        await eventually(low_fired)
+        await eventually(partial(low_fired, redis_client, settings))
         dead = await entries(redis_client, settings.streams.deadletter)
         assert len(dead) == 3
         assert {fields[b"reason"] for fields in dead} == {b"malformed"}
@@ -80,7 +80,6 @@ async def test_malformed_entries_are_dead_lettered_and_the_rest_flows(
 async def test_a_redelivered_snapshot_does_not_alert_twice(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     async with service_role(settings, settings.redis_url or "") as broker:
         for snap in (snapshot("300", 0), snapshot("10", 1), snapshot("10", 1), snapshot("0", 2)):
@@ -88,10 +87,7 @@ async def test_a_redelivered_snapshot_does_not_alert_twice(
         await broker.publish(snapshot("10", 1).to_json(), stream=stream)  # late duplicate
 
         await eventually(lambda: drained(redis_client, stream, "detectors"))
-        assert await alerts_on_stream(redis_client, settings) == [
-            (credit_balance.LOW, "firing"),
-            (credit_balance.EXHAUSTED, "firing"),
-        ]
+        assert await alerts_on_stream(redis_client, settings) == LOW_THEN_EXHAUSTED
 
 
 async def test_racing_replicas_commit_one_transition(
@@ -129,7 +125,6 @@ async def test_dead_letters_keep_the_payload_and_count(
 
 
 async def test_state_survives_a_restart(settings: Settings, redis_client: Redis) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
 
     async with service_role(settings, settings.redis_url or "") as broker:
@@ -141,16 +136,12 @@ async def test_state_survives_a_restart(settings: Settings, redis_client: Redis)
         for snap in (snapshot("10", 1), snapshot("9", 2), snapshot("0", 3)):
             await broker.publish(snap.to_json(), stream=stream)
         await eventually(lambda: drained(redis_client, stream, "detectors"))
-    assert await alerts_on_stream(redis_client, settings) == [
-        (credit_balance.LOW, "firing"),
-        (credit_balance.EXHAUSTED, "firing"),
-    ]
+    assert await alerts_on_stream(redis_client, settings) == LOW_THEN_EXHAUSTED
 
 
 async def test_snapshots_published_while_the_service_was_down_are_read(
     settings: Settings, redis_client: Redis
 ) -> None:
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     broker = RedisBroker(settings.redis_url or "")
     await broker.connect()
@@ -158,11 +149,7 @@ async def test_snapshots_published_while_the_service_was_down_are_read(
         await broker.publish(snap.to_json(), stream=stream)
     await broker.stop()
     async with service_role(settings, settings.redis_url or ""):
-
-        async def low_fired() -> bool:
-            return (credit_balance.LOW, "firing") in await alerts_on_stream(redis_client, settings)
-
-        await eventually(low_fired)
+        await eventually(partial(low_fired, redis_client, settings))
 
 
 def other(advertiser_id: str, valid_grant: str, minute: int) -> AccountBalanceSnapshot:
@@ -174,7 +161,6 @@ async def test_one_batch_folds_each_advertisers_snapshots_in_stream_order(
 ) -> None:
     """Entries written before the service starts arrive as one batch: three advertisers
     interleaved, one duplicate; each advertiser's episodes still open and close in order."""
-    settings = quiet(settings)
     stream = settings.streams.snapshots
     drains = [("300", 0), ("10", 1), ("10", 1), ("0", 2), ("400", 3)]
     for valid_grant, minute in drains:

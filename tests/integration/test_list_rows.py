@@ -32,8 +32,9 @@ from service.http import status_page
 from service.http.list_rows import ListRows
 from service.roles import _detection
 from tests.support.api import AUTH, api_settings, app_client
+from tests.support.snapshots import grant_snapshot
 from tests.support.status_accounts import ACCOUNTS, ALPHA, BETA, GAMMA, NOW, WELCOME, listed, state
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 
 class CountingReader(AccountsReader):
@@ -49,14 +50,8 @@ class CountingReader(AccountsReader):
 
 
 def snapshot(advertiser_id: str, name: str, valid: int, minutes: int) -> AccountBalanceSnapshot:
-    return AccountBalanceSnapshot(
-        bc_id="b1",
-        advertiser_id=advertiser_id,
-        advertiser_name=name,
-        currency="USD",
-        balances=BalanceInfo(grant_balance=Decimal(valid), valid_grant_balance=Decimal(valid)),
-        observed_at=NOW + timedelta(minutes=minutes),
-    )
+    observed_at = NOW + timedelta(minutes=minutes)
+    return grant_snapshot("b1", advertiser_id, str(valid), observed_at, name=name)
 
 
 async def stored_rows(redis: Redis, settings: Settings) -> dict[str, ListRow]:

@@ -9,16 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from config.settings import PollSettings, Settings
-from service.deadletter import DeadLetters
+from tests.support.balance_poll import poll_balances_once
 from tests.support.streams import body, entries
 from workers.contract import wire
 from workers.contract.snapshots import AccountBalanceSnapshot, SourceStatusSnapshot, parse_snapshot
 from workers.poller import BalancePoller, schedule, sync_polls
-from workers.publish import SnapshotPublisher
 from workers.tiktok import TransientError
 
 SEEN_AT = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -55,20 +53,8 @@ class FakeApi:
 async def poll_once(
     settings: Settings, redis: Redis, api: FakeApi
 ) -> tuple[Any, list[dict[bytes, bytes]], list[dict[bytes, bytes]]]:
-    broker = RedisBroker(settings.redis_url or "")
-    await broker.connect()
-    try:
-        poller = BalancePoller(
-            api,
-            SnapshotPublisher(broker, redis, settings.streams),
-            reject=DeadLetters(redis, settings.streams).put,
-            clock=lambda: SEEN_AT,
-        )
-        result = await poller.poll("7001")
-    finally:
-        await broker.stop()
     return (
-        result,
+        await poll_balances_once(api, "7001", settings, redis, seen_at=SEEN_AT),
         await entries(redis, settings.streams.snapshots),
         await entries(redis, settings.streams.deadletter),
     )

@@ -17,10 +17,11 @@ from config.settings import NotifySettings, Settings
 from service.deadletter import DeadLetters
 from service.detect import credit_balance
 from service.roles import service_role
+from tests.support.snapshots import grant_snapshot
 from tests.support.streams import body, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 from workers.poller import BalancePoller
 from workers.publish import SnapshotPublisher
 from workers.risk_marks import RiskMarks
@@ -30,15 +31,7 @@ BC, AT_RISK, SAFE = "70", "71", "72"
 
 
 def snapshot(advertiser_id: str, grant: str, at: datetime) -> AccountBalanceSnapshot:
-    amount = Decimal(grant)
-    return AccountBalanceSnapshot(
-        bc_id=BC,
-        advertiser_id=advertiser_id,
-        advertiser_name=f"Shop {advertiser_id}",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=amount, valid_grant_balance=amount),
-        observed_at=at,
-    )
+    return grant_snapshot(BC, advertiser_id, grant, at, name=f"Shop {advertiser_id}")
 
 
 class KeywordApi:

@@ -27,25 +27,19 @@ from service.detect.rule_failures import RuleHealth
 from service.detect.snapshot_consumer import Detector
 from service.detect.state import AccountState, CenterState, StateStore
 from service.roles import service_role
+from tests.support.snapshots import day_spend, grant_snapshot
 from tests.support.streams import body, drained, entries
 from tests.support.waiting import eventually
 from workers.contract.alerts import AlertTransition, parse_transition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo, DailySpendSnapshot
+from workers.contract.snapshots import AccountBalanceSnapshot, DailySpendSnapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 POISONED = "71"
 
 
 def balance(valid_grant: str, minute: int, advertiser_id: str = POISONED) -> AccountBalanceSnapshot:
-    grant = Decimal(valid_grant)
-    return AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id=advertiser_id,
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=minute),
-    )
+    observed_at = T0 + timedelta(minutes=minute)
+    return grant_snapshot("70", advertiser_id, valid_grant, observed_at, name="Draining Shop")
 
 
 class Exploding:
@@ -147,18 +141,9 @@ def poisoned_program() -> LadderProgram:
 
 
 def spend(day: int, cash: str, minute: int) -> DailySpendSnapshot:
-    return DailySpendSnapshot(
-        bc_id="70",
-        advertiser_id=POISONED,
-        advertiser_name="Draining Shop",
-        currency="USD",
-        source="bc_cost",
-        day=(T0 + timedelta(days=day)).date(),
-        cash_amount=Decimal(cash),
-        grant_amount=Decimal(0),
-        total=Decimal(cash),
-        observed_at=T0 + timedelta(days=day, minutes=minute),
-    )
+    day_start = T0 + timedelta(days=day)
+    observed_at = day_start + timedelta(minutes=minute)
+    return day_spend(POISONED, day_start.date(), observed_at, cash=cash, name="Draining Shop")
 
 
 async def test_a_poisoned_ladder_entry_fails_only_the_ladder_rule_and_only_once(

@@ -26,6 +26,19 @@ def creditwatch(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Comple
     )
 
 
+def config_file(tmp_path: Path, text: str) -> Path:
+    """A ``creditwatch.yaml`` holding ``text`` in the test's own folder."""
+    config = tmp_path / "creditwatch.yaml"
+    config.write_text(text)
+    return config
+
+
+def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """``creditwatch check-config`` on a config file holding ``text``, nothing else set."""
+    env = {"CREDITWATCH_CONFIG_FILE": str(config_file(tmp_path, text))}
+    return creditwatch("check-config", env=env, cwd=tmp_path)
+
+
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that points the command line at a test's own Redis and key prefix."""
     return {

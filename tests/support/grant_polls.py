@@ -5,21 +5,16 @@ snapshot of advertiser ``n`` at a poll, one minute apart."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from tests.support.snapshots import grant_snapshot
 
 GRANTS = ["1000", "800", "600", "400", "200", "100", "0", "0", "1500", "1400", "1300", "1200"]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def snapshot(advertiser: int, poll: int) -> bytes:
-    grant = Decimal(GRANTS[poll])
-    return AccountBalanceSnapshot(
-        bc_id="7001",
-        advertiser_id=str(810_000 + advertiser),
-        advertiser_name=f"Shop {advertiser}",
-        currency="USD",
-        balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-        observed_at=T0 + timedelta(minutes=poll),
+    advertiser_id = str(810_000 + advertiser)
+    observed_at = T0 + timedelta(minutes=poll)
+    return grant_snapshot(
+        "7001", advertiser_id, GRANTS[poll], observed_at, name=f"Shop {advertiser}"
     ).to_json()

@@ -69,6 +69,19 @@ class Role:
             await eventually(answers, within=within, every=0.2)
 
 
+def replicas(command: str, env: dict[str, str], logs: Path, name: str, count: int) -> list[Role]:
+    """``count`` processes of ``command``, each its own stream consumer ``{name}-{n}`` with
+    its output in ``logs/{name}-{n}.log``."""
+    return [
+        Role(
+            command,
+            {**env, "CREDITWATCH_STREAMS__CONSUMER": f"{name}-{n}"},
+            logs / f"{name}-{n}.log",
+        )
+        for n in range(count)
+    ]
+
+
 class SandboxProcess:
     """``creditwatch sandbox`` with ``scenario`` in a process of its own.
 

@@ -16,8 +16,9 @@ from service.detect.credit_balance import EXHAUSTED, LOW, low_line
 from service.detect.evaluate import evaluate as evaluate_all
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation
+from tests.support.snapshots import grant_snapshot
 from workers.contract.alerts import AlertTransition
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DEFAULT = Thresholds()
@@ -31,16 +32,9 @@ def evaluate(
 
 
 def snap(valid_grant: str, minute: int, advertiser_id: str = "71") -> AccountBalanceSnapshot:
-    grant = Decimal(valid_grant)
-    return AccountBalanceSnapshot(
-        bc_id="70",
-        advertiser_id=advertiser_id,
-        advertiser_name="Draining Shop",
-        currency="USD",
-        balances=BalanceInfo(
-            grant_balance=grant, valid_grant_balance=grant, valid_cash_balance=Decimal("50")
-        ),
-        observed_at=T0 + timedelta(minutes=minute),
+    observed_at = T0 + timedelta(minutes=minute)
+    return grant_snapshot(
+        "70", advertiser_id, valid_grant, observed_at, name="Draining Shop", valid_cash="50"
     )
 
 

@@ -22,6 +22,7 @@ from service.detect.figures import spend_days
 from service.detect.ledger import AccountLedger
 from service.detect.reconcile import settled_day
 from service.detect.state import AccountState, CenterState
+from tests.support.snapshots import day_spend
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import (
     AccountBalanceSnapshot,
@@ -62,17 +63,7 @@ def balance(
 
 
 def spend(hours: float, day: date, *, cash: str = "0", grant: str = "0") -> DailySpendSnapshot:
-    return DailySpendSnapshot(
-        source="bc_cost",
-        bc_id="70",
-        advertiser_id=ADV,
-        day=day,
-        cash_amount=D(cash),
-        grant_amount=D(grant),
-        total=D(cash) + D(grant),
-        currency="USD",
-        observed_at=at(hours),
-    )
+    return day_spend(ADV, day, at(hours), cash=cash, grant=grant)
 
 
 def issued(hours: float, transaction_id: str, amount: str) -> CreditTransactionSnapshot:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from config.ledger import Credit, LadderProgram
 from config.settings import DetectSettings
@@ -21,6 +22,7 @@ from service.detect.figures import read_times, spend_days
 from service.detect.ladder import qualifying_spend
 from service.detect.ledger import AccountLedger, allocate, ledger_entries
 from service.detect.state import AccountState, encode_state
+from tests.support.snapshots import day_spend
 from workers.contract.snapshots import (
     PROMOTION_ISSUED,
     CreditTransactionSnapshot,
@@ -36,19 +38,9 @@ EVERY_DAY = SPEND_RETENTION + timedelta(days=30)
 
 
 def spend(
-    source: str, day: date, observed_at: datetime, cash: str, grant: str
+    source: Literal["bc_cost", "report"], day: date, observed_at: datetime, cash: str, grant: str
 ) -> DailySpendSnapshot:
-    return DailySpendSnapshot(
-        source=source,
-        bc_id="70",
-        advertiser_id=ADV,
-        day=day,
-        cash_amount=D(cash),
-        grant_amount=D(grant),
-        total=D(cash) + D(grant),
-        currency="USD",
-        observed_at=observed_at,
-    )
+    return day_spend(ADV, day, observed_at, source=source, cash=cash, grant=grant)
 
 
 def credit(credit_id: str, start: datetime, end: datetime, amount: str, **extra: object) -> Credit:
