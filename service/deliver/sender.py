@@ -27,7 +27,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jinja2
 import structlog
@@ -119,17 +119,19 @@ class Sender:
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
-        ids = await self._store.claim(self._clock(), lease=self._lease)
-        claimed = await self._read_page(ids)
+        now = self._clock()
+        ids = await self._store.claim(now, lease=self._lease)
+        claimed = await self._read_page(ids, leased_until=now + self._lease)
         await asyncio.gather(*(self._process_chain(chain, claimed) for chain in chains(ids)))
         metrics.RETRY_QUEUE.set(await self._store.queue_size())
         return len(ids)
 
-    async def _read_page(self, delivery_ids: Sequence[str]) -> _Page:
+    async def _read_page(self, delivery_ids: Sequence[str], *, leased_until: datetime) -> _Page:
         """The claimed deliveries' documents, and which of their receivers are disabled."""
         documents = await self._store.get_many(delivery_ids)
         names = {d.receiver for d in documents.values() if d is not None}
-        return _Page(documents, {n: await self._disabled.is_disabled(n) for n in names})
+        disabled = {n: await self._disabled.is_disabled(n) for n in names}
+        return _Page(documents, disabled, leased_until)
 
     async def _process_chain(self, delivery_ids: Sequence[str], page: _Page) -> None:
         for delivery_id in delivery_ids:
@@ -152,6 +154,11 @@ class Sender:
             await self._give_up(delivery, Outcome.failed("receiver is disabled (HTTP 410)"))
             return
         now = self._clock()
+        if now >= page.leased_until:
+            # Waited behind its chain (or a stalled Redis) past its lease: it is due again and
+            # may be claimed by another round already. Sending it here would send it twice.
+            log.info("delivery.lease_expired", delivery_id=delivery_id)
+            return
         wait_s = await self._limiter.reserve(
             receiver.name, per_s=receiver.rate_limit_per_s, now=now
         )
@@ -288,12 +295,13 @@ class Sender:
                 try:
                     room = MAX_IN_FLIGHT - sum(map(len, in_flight.values()))
                     page = min(room, CLAIM_PAGE)
+                    now = self._clock()
                     claimed = (
-                        await self._store.claim(self._clock(), lease=self._lease, limit=page)
+                        await self._store.claim(now, lease=self._lease, limit=page)
                         if page > 0
                         else []
                     )
-                    read = await self._read_page(claimed)
+                    read = await self._read_page(claimed, leased_until=now + self._lease)
                     for chain in chains(claimed):
                         task = asyncio.create_task(self._process_logged(chain, read))
                         in_flight[task] = chain
@@ -327,3 +335,5 @@ class _Page:
 
     documents: Mapping[str, Delivery | None]
     disabled: dict[str, bool]
+    # The claim's lease: past it the delivery is someone else's to send.
+    leased_until: datetime

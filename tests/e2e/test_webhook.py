@@ -17,7 +17,14 @@ from service.deliver.clock import FakeClock
 from service.deliver.deliveries import message_id
 from service.deliver.http_status import MAX_RETRY_AFTER_S, retry_after_s
 from service.deliver.sender import chains
-from tests.support.notify import T0, Announced, notify_settings, pipeline, transition
+from tests.support.notify import (
+    T0,
+    Announced,
+    notify_settings,
+    pipeline,
+    resolved,
+    transition,
+)
 from tests.support.receiver import SECRET, Reply, WebhookSink
 from tests.support.streams import entries
 
@@ -273,3 +280,27 @@ def test_an_episodes_notifications_go_out_in_order_and_others_alongside() -> Non
         ["hooks:al_3:firing:repeat-2", "hooks:al_3:resolved"],
         ["slack:grp_9:1"],
     ]
+
+
+async def test_a_delivery_whose_lease_ran_out_in_its_chain_is_left_to_the_next_round(
+    settings: Settings, redis_client: Redis
+) -> None:
+    # An episode's firing and resolved are claimed together and go out in order. The firing
+    # attempt outlasts the lease (a slow receiver, a stalled loop), so the resolved one is due
+    # again and may be claimed by another round or replica: this round must not send it too.
+    clock = FakeClock(T0)
+    lease = settings.notify.delivery_lease
+
+    async def stall(response: httpx.Response) -> None:
+        clock.advance(lease + timedelta(seconds=1))
+
+    async with WebhookSink() as sink, httpx.AsyncClient(event_hooks={"response": [stall]}) as http:
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        firing = transition()
+        await notify.notifier.handle(firing.to_json(), "1-0")
+        await notify.notifier.handle(resolved(firing, T0 + timedelta(minutes=1)).to_json(), "2-0")
+        await notify.run_once()
+        assert [p["data"]["status"] for p in sink.payloads()] == ["firing"]
+        await notify.run_once()  # the next round: the resolved one is due and claimed
+        await notify.run_once()  # and nothing is left
+    assert [p["data"]["status"] for p in sink.payloads()] == ["firing", "resolved"]
