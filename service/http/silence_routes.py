@@ -34,7 +34,7 @@ from config.notify import BUILTIN_LABELS
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.silences import Silence, Silences, TooManySilences
-from service.http.errors import conflict, invalid, not_found
+from service.http.errors import conflict, found, invalid
 
 __all__ = ["SilenceRequest", "SilenceView", "silence_router"]
 
@@ -147,18 +147,13 @@ def silence_router(redis: Redis, settings: Settings) -> APIRouter:
     @router.get("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
     async def get_silence(silence_id: str = _ID) -> SilenceView:
         now = utc_now()
-        found = next((s for s in await silences.all() if s.id == silence_id), None)
-        if found is None:
-            raise not_found("silence")
-        return shown(found, now)
+        silence = next((s for s in await silences.all() if s.id == silence_id), None)
+        return shown(found(silence, "silence"), now)
 
     @router.delete("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
     async def expire_silence(silence_id: str = _ID) -> SilenceView:
         """End a silence now; the record stays (state ``expired``)."""
         now = utc_now()
-        expired = await silences.expire(silence_id, now)
-        if expired is None:
-            raise not_found("silence")
-        return shown(expired, now)
+        return shown(found(await silences.expire(silence_id, now), "silence"), now)
 
     return router
