@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -51,6 +51,7 @@ from service.deliver.routing import RouteTarget, matches
 from service.deliver.url_guard import UnsafeUrl, check_subscriber_url
 from service.deliver.webhook import WebhookReceiver
 from service.optimistic import Decision, commit
+from service.redis_records import read_record
 
 __all__ = [
     "REFUSED",
@@ -247,7 +248,7 @@ class Subscriptions:
         key = self._key
 
         async def decide(pipe: Pipeline) -> Decision[Rotated | None]:
-            stored = _parse(await pipe.hget(key, subscription_id))
+            stored = read_record(_Stored, await pipe.hget(key, subscription_id))
             if stored is None:
                 return Decision(None)
             kept = [p for p in stored.previous if p.expires_at > now]
@@ -328,29 +329,17 @@ class Subscriptions:
         return GuardedWebhook(inner, stored.url, allow_private=notify.allow_private_urls)
 
     async def _load(self, subscription_id: str) -> _Stored | None:
-        return _parse(await self._redis.hget(self._key, subscription_id))
+        # A hand-edited entry that no longer parses: as if it were not there.
+        return read_record(_Stored, await self._redis.hget(self._key, subscription_id))
 
     async def _all(self) -> list[_Stored]:
-        out: list[_Stored] = []
-        for raw in (await self._redis.hgetall(self._key)).values():
-            try:
-                out.append(_Stored.model_validate_json(raw))
-            except ValidationError:
-                continue
+        rows = await self._redis.hgetall(self._key)
+        out = [s for s in (read_record(_Stored, raw) for raw in rows.values()) if s is not None]
         return sorted(out, key=lambda s: (s.created_at, s.id))
 
 
 # A transition's labels -> the subscriptions it goes to.
 TargetsOf = Callable[[Mapping[str, str]], list[RouteTarget]]
-
-
-def _parse(raw: bytes | str | None) -> _Stored | None:
-    if raw is None:
-        return None
-    try:
-        return _Stored.model_validate_json(raw)
-    except ValidationError:
-        return None  # a hand-edited entry: as if it were not there
 
 
 def _public(stored: _Stored) -> Subscription:
