@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from msgspec.structs import replace
 
@@ -28,6 +28,7 @@ from workers.contract import wire
 from workers.contract.alerts import AlertTransition, Severity, Status, episode_id
 
 __all__ = [
+    "Edges",
     "Episodes",
     "Message",
     "Rule",
@@ -223,23 +224,22 @@ def sync(
     return open_(episodes, subject, rule, now, fire)
 
 
+class Edges(TypedDict):
+    """``sync``'s keywords, as ``sync_state`` passes them on."""
+
+    firing: bool
+    clear: bool
+    fire: Message
+    resolve: Message
+
+
 def sync_state(
-    state: AccountState,
-    subject: Subject,
-    rule: Rule,
-    now: datetime,
-    *,
-    firing: bool,
-    clear: bool,
-    fire: Message,
-    resolve: Message,
+    state: AccountState, subject: Subject, rule: Rule, now: datetime, **edges: Unpack[Edges]
 ) -> tuple[AccountState, list[AlertTransition]]:
     """``sync`` on the episodes of ``state``, for a rule that keeps nothing else in it: the
     state with them written back (``state`` itself if unchanged) and the transitions."""
     episodes = Episodes.of(state)
-    transitions = sync(
-        episodes, subject, rule, now, firing=firing, clear=clear, fire=fire, resolve=resolve
-    )
+    transitions = sync(episodes, subject, rule, now, **edges)
     return episodes.updated(state), transitions
 
 
