@@ -29,12 +29,13 @@ from pydantic import (
 )
 from redis.asyncio import Redis
 
-from config.fields import check_glob, parse_duration
+from config.fields import parse_duration
 from config.notify import BUILTIN_LABELS
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.silences import Silence, Silences, TooManySilences
 from service.http.errors import conflict, found, invalid
+from service.http.glob_checks import check_globs
 
 __all__ = ["SilenceRequest", "SilenceView", "silence_router"]
 
@@ -69,10 +70,7 @@ class SilenceRequest(BaseModel):
     @field_validator("matchers")
     @classmethod
     def _globs(cls, value: dict[str, str]) -> dict[str, str]:
-        for glob in value.values():
-            if len(glob) > 200:
-                raise ValueError("a matcher's glob is at most 200 characters")
-            check_glob(glob)
+        check_globs(value.values(), longest=200, what="a matcher's glob")
         return value
 
 

@@ -27,7 +27,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
 
-from config.fields import Duration, check_glob
+from config.fields import Duration
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.deliveries import Delivery
@@ -35,6 +35,7 @@ from service.deliver.receivers import Outcome
 from service.deliver.subscriptions import REFUSED, Subscription, Subscriptions, TooManySubscriptions
 from service.deliver.url_guard import UnsafeUrl, check_subscriber_url, guarded_client
 from service.http.errors import conflict, found, invalid, not_found
+from service.http.glob_checks import check_globs
 from workers.contract.alerts import AlertTransition
 
 __all__ = [
@@ -66,10 +67,7 @@ class SubscriptionRequest(BaseModel):
     @field_validator("kinds")
     @classmethod
     def _globs(cls, value: list[str]) -> list[str]:
-        for glob in value:
-            if len(glob) > 128:
-                raise ValueError("a kind glob is at most 128 characters")
-            check_glob(glob)
+        check_globs(value, longest=128, what="a kind glob")
         return value
 
 
