@@ -15,11 +15,11 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from msgspec.structs import replace
 
@@ -28,9 +28,9 @@ from workers.contract import wire
 from workers.contract.alerts import AlertTransition, Severity, Status, episode_id
 
 __all__ = [
-    "Edges",
     "Episodes",
     "Message",
+    "Messages",
     "Rule",
     "Subject",
     "Value",
@@ -48,6 +48,8 @@ __all__ = [
 Value = Decimal | datetime | str | int
 # What an alert says: its summary and its values.
 Message = tuple[str, Mapping[str, Value]]
+# What a one-episode rule says when it fires and when it resolves, and the values of both.
+Messages = tuple[str, str, Mapping[str, Value]]
 
 # How long a close time is kept to stop a same-instant restart; API time never goes back
 # that far for a state, so older ones can no longer matter.
@@ -224,22 +226,29 @@ def sync(
     return open_(episodes, subject, rule, now, fire)
 
 
-class Edges(TypedDict):
-    """``sync``'s keywords, as ``sync_state`` passes them on."""
-
-    firing: bool
-    clear: bool
-    fire: Message
-    resolve: Message
-
-
 def sync_state(
-    state: AccountState, subject: Subject, rule: Rule, now: datetime, **edges: Unpack[Edges]
+    state: AccountState,
+    rule: Rule,
+    now: datetime,
+    *,
+    firing: bool,
+    clear: bool,
+    say: Callable[[Subject], Messages],
 ) -> tuple[AccountState, list[AlertTransition]]:
     """``sync`` on the episodes of ``state``, for a rule that keeps nothing else in it: the
-    state with them written back (``state`` itself if unchanged) and the transitions."""
+    state with them written back (``state`` itself if unchanged) and the transitions.
+
+    ``say`` is asked for the messages only when the episode opens or closes: most snapshots
+    change nothing, and building them is most of such a rule's work."""
+    if not due(state.open, rule, firing=firing, clear=clear):
+        return state, []
+    subject = subject_of(state)
+    fire, resolve, values = say(subject)
     episodes = Episodes.of(state)
-    transitions = sync(episodes, subject, rule, now, **edges)
+    fired, resolved = (fire, values), (resolve, values)
+    transitions = sync(
+        episodes, subject, rule, now, firing=firing, clear=clear, fire=fired, resolve=resolved
+    )
     return episodes.updated(state), transitions
 
 
