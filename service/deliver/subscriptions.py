@@ -162,33 +162,29 @@ class SubscriptionKinds(Mapping[str, str]):
         return len(self._configured)
 
 
-class GuardedWebhook:
+class GuardedWebhook(WebhookReceiver):
     """A subscription's webhook receiver that refuses, at each attempt, a non-public URL.
 
     The address is checked again where it is connected to (``url_guard.guarded_client``):
     this first check gives a clear reason, that one closes the rebinding window."""
 
-    kind = "webhook"
-
-    def __init__(self, inner: WebhookReceiver, url: str, *, allow_private: bool) -> None:
-        self._inner = inner
-        self._url = url
+    def __init__(
+        self,
+        settings: WebhookReceiverSettings,
+        http: httpx.AsyncClient,
+        clock: Clock = utc_now,
+        *,
+        allow_private: bool,
+    ) -> None:
+        super().__init__(settings, http, clock)
         self._allow_private = allow_private
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._inner.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         try:
-            await check_subscriber_url(self._url, allow_private=self._allow_private)
+            await check_subscriber_url(self._settings.url, allow_private=self._allow_private)
         except UnsafeUrl as error:
             return Outcome.failed(f"{REFUSED}: {error}")
-        return await self._inner.attempt(delivery)
+        return await super().attempt(delivery)
 
 
 class Subscriptions:
@@ -325,8 +321,7 @@ class Subscriptions:
             url=stored.url,
             secrets=[SecretStr(s) for s in stored.signing_secrets(clock())],
         )
-        inner = WebhookReceiver(settings, http, clock)
-        return GuardedWebhook(inner, stored.url, allow_private=notify.allow_private_urls)
+        return GuardedWebhook(settings, http, clock, allow_private=notify.allow_private_urls)
 
     async def _load(self, subscription_id: str) -> _Stored | None:
         # A hand-edited entry that no longer parses: as if it were not there.
