@@ -245,9 +245,15 @@ def sync_state(
     subject = subject_of(state)
     fire, resolve, values = say(subject)
     episodes = Episodes.of(state)
-    fired, resolved = (fire, values), (resolve, values)
     transitions = sync(
-        episodes, subject, rule, now, firing=firing, clear=clear, fire=fired, resolve=resolved
+        episodes,
+        subject,
+        rule,
+        now,
+        firing=firing,
+        clear=clear,
+        fire=(fire, values),
+        resolve=(resolve, values),
     )
     return episodes.updated(state), transitions
 
