@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -33,6 +33,7 @@ from config.settings import StreamSettings
 from service.deliver.clock import to_epoch
 from service.deliver.digest import Digest
 from service.optimistic import Decision, commit
+from service.redis_records import read_record
 from service.slot_owner import transaction
 from workers.contract.alerts import AlertTransition
 
@@ -150,14 +151,15 @@ class DeliveryStore:
             await pipe.execute()
 
     async def get(self, delivery_id: str) -> Delivery | None:
-        return _parse(await self._redis.get(self.key(delivery_id)))
+        # An unreadable one is treated as gone, and dropped from the queue.
+        return read_record(Delivery, await self._redis.get(self.key(delivery_id)))
 
     async def get_many(self, delivery_ids: Sequence[str]) -> dict[str, Delivery | None]:
         """``get`` of each, in one round trip (a page of claimed deliveries)."""
         if not delivery_ids:
             return {}
         raws = await self._redis.mget([self.key(i) for i in delivery_ids])
-        return {i: _parse(raw) for i, raw in zip(delivery_ids, raws, strict=True)}
+        return {i: read_record(Delivery, raw) for i, raw in zip(delivery_ids, raws, strict=True)}
 
     async def claim(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[str]:
         """Ids of due deliveries, now leased to the caller."""
@@ -240,12 +242,3 @@ class DeliveryStore:
             return Decision(replayed, writes)
 
         return await commit(self._redis, [key], decide)
-
-
-def _parse(raw: bytes | str | None) -> Delivery | None:
-    if raw is None:
-        return None
-    try:
-        return Delivery.model_validate_json(raw)
-    except ValidationError:
-        return None  # unreadable: treated as gone, and dropped from the queue

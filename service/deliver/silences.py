@@ -23,10 +23,11 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from config.settings import StreamSettings
+from service.redis_records import read_record
 from service.slot_owner import transaction
 
 __all__ = ["Silence", "Silences", "TooManySilences", "first_matching"]
@@ -118,12 +119,8 @@ class Silences:
         if self._cached is not None and self._cached[0] == version:
             return list(self._cached[1])
         rows = await self._redis.hgetall(self._key)
-        out: list[Silence] = []
-        for raw in rows.values():
-            try:
-                out.append(Silence.model_validate_json(raw))
-            except ValidationError:
-                continue  # a hand-edited entry must not stop every alert
+        # A hand-edited entry that no longer parses must not stop every alert.
+        out = [s for s in (read_record(Silence, raw) for raw in rows.values()) if s is not None]
         out.sort(key=lambda s: (s.starts_at, s.id))
         self._cached = (version, out)
         return list(out)

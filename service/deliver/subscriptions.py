@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -51,6 +51,7 @@ from service.deliver.routing import RouteTarget, matches
 from service.deliver.url_guard import UnsafeUrl, check_subscriber_url
 from service.deliver.webhook import WebhookReceiver
 from service.optimistic import Decision, commit
+from service.redis_records import read_record
 
 __all__ = [
     "REFUSED",
@@ -161,33 +162,29 @@ class SubscriptionKinds(Mapping[str, str]):
         return len(self._configured)
 
 
-class GuardedWebhook:
+class GuardedWebhook(WebhookReceiver):
     """A subscription's webhook receiver that refuses, at each attempt, a non-public URL.
 
     The address is checked again where it is connected to (``url_guard.guarded_client``):
     this first check gives a clear reason, that one closes the rebinding window."""
 
-    kind = "webhook"
-
-    def __init__(self, inner: WebhookReceiver, url: str, *, allow_private: bool) -> None:
-        self._inner = inner
-        self._url = url
+    def __init__(
+        self,
+        settings: WebhookReceiverSettings,
+        http: httpx.AsyncClient,
+        clock: Clock = utc_now,
+        *,
+        allow_private: bool,
+    ) -> None:
+        super().__init__(settings, http, clock)
         self._allow_private = allow_private
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def rate_limit_per_s(self) -> float | None:
-        return self._inner.rate_limit_per_s
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         try:
-            await check_subscriber_url(self._url, allow_private=self._allow_private)
+            await check_subscriber_url(self._settings.url, allow_private=self._allow_private)
         except UnsafeUrl as error:
             return Outcome.failed(f"{REFUSED}: {error}")
-        return await self._inner.attempt(delivery)
+        return await super().attempt(delivery)
 
 
 class Subscriptions:
@@ -247,7 +244,7 @@ class Subscriptions:
         key = self._key
 
         async def decide(pipe: Pipeline) -> Decision[Rotated | None]:
-            stored = _parse(await pipe.hget(key, subscription_id))
+            stored = read_record(_Stored, await pipe.hget(key, subscription_id))
             if stored is None:
                 return Decision(None)
             kept = [p for p in stored.previous if p.expires_at > now]
@@ -324,33 +321,20 @@ class Subscriptions:
             url=stored.url,
             secrets=[SecretStr(s) for s in stored.signing_secrets(clock())],
         )
-        inner = WebhookReceiver(settings, http, clock)
-        return GuardedWebhook(inner, stored.url, allow_private=notify.allow_private_urls)
+        return GuardedWebhook(settings, http, clock, allow_private=notify.allow_private_urls)
 
     async def _load(self, subscription_id: str) -> _Stored | None:
-        return _parse(await self._redis.hget(self._key, subscription_id))
+        # A hand-edited entry that no longer parses: as if it were not there.
+        return read_record(_Stored, await self._redis.hget(self._key, subscription_id))
 
     async def _all(self) -> list[_Stored]:
-        out: list[_Stored] = []
-        for raw in (await self._redis.hgetall(self._key)).values():
-            try:
-                out.append(_Stored.model_validate_json(raw))
-            except ValidationError:
-                continue
+        rows = await self._redis.hgetall(self._key)
+        out = [s for s in (read_record(_Stored, raw) for raw in rows.values()) if s is not None]
         return sorted(out, key=lambda s: (s.created_at, s.id))
 
 
 # A transition's labels -> the subscriptions it goes to.
 TargetsOf = Callable[[Mapping[str, str]], list[RouteTarget]]
-
-
-def _parse(raw: bytes | str | None) -> _Stored | None:
-    if raw is None:
-        return None
-    try:
-        return _Stored.model_validate_json(raw)
-    except ValidationError:
-        return None  # a hand-edited entry: as if it were not there
 
 
 def _public(stored: _Stored) -> Subscription:

@@ -21,7 +21,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from config.settings import DetectSettings
-from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
+from service.detect.episodes import Messages, Rule, Subject, Value, flag_text, sync_state, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import total_burn
 from service.detect.ledger import AccountLedger
@@ -59,42 +59,32 @@ def evaluate(
     hysteresis = settings.thresholds_for(state.advertiser_id).hysteresis_percent / 100
     firing = exhausted and runway is not None and runway < line
     clear = not exhausted or runway is None or runway >= line * (1 + hysteresis)
-    rule = Rule(CASH_LOW, "critical")
-    if not due(state.open, rule, firing=firing, clear=clear):
-        return state, []
+    observed_at = state.last_observed_at
 
-    subject = subject_of(state)
-    empty_at = (
-        state.last_observed_at + timedelta(days=float(runway)) if runway is not None else None
-    )
-    values: dict[str, Value] = {
-        "valid_cash_balance": state.valid_cash,
-        "spend_rate_per_day": per_day or Decimal(0),
-        "runway_days": runway if runway is not None else "",
-        "cash_runs_out_at": empty_at.isoformat() if empty_at else "",
-        "runway_line_days": line,
-        "balance_reminder": flag_text(state.balance_reminder),
-    }
-    fire = (
-        f"Ad credit for {who(subject)} is used up and the cash balance "
-        f"({state.valid_cash:.2f} {subject.currency}) lasts about "
-        f"{runway if runway is not None else 0:.1f} days at {per_day or 0:.2f}/day: on manual "
-        "payment, delivery stops when it runs out. Add funds or credit."
-    )
-    resolve = (
-        f"The cash of {who(subject)} is now a shared Payment Portfolio's: not its own runway."
-        if state.cash_shared
-        else f"Ad credit is back for {who(subject)}."
-        if not exhausted
-        else f"The cash balance of {who(subject)} covers {line} days or more again."
-    )
-    return sync_state(
-        state,
-        subject,
-        rule,
-        state.now,
-        firing=firing,
-        clear=clear,
-        fire=(fire, values),
-        resolve=(resolve, values),
-    )
+    def say(subject: Subject) -> Messages:
+        empty_at = observed_at + timedelta(days=float(runway)) if runway is not None else None
+        values: dict[str, Value] = {
+            "valid_cash_balance": state.valid_cash,
+            "spend_rate_per_day": per_day or Decimal(0),
+            "runway_days": runway if runway is not None else "",
+            "cash_runs_out_at": empty_at.isoformat() if empty_at else "",
+            "runway_line_days": line,
+            "balance_reminder": flag_text(state.balance_reminder),
+        }
+        fire = (
+            f"Ad credit for {who(subject)} is used up and the cash balance "
+            f"({state.valid_cash:.2f} {subject.currency}) lasts about "
+            f"{runway if runway is not None else 0:.1f} days at {per_day or 0:.2f}/day: on "
+            "manual payment, delivery stops when it runs out. Add funds or credit."
+        )
+        resolve = (
+            f"The cash of {who(subject)} is now a shared Payment Portfolio's: not its own runway."
+            if state.cash_shared
+            else f"Ad credit is back for {who(subject)}."
+            if not exhausted
+            else f"The cash balance of {who(subject)} covers {line} days or more again."
+        )
+        return fire, resolve, values
+
+    rule = Rule(CASH_LOW, "critical")
+    return sync_state(state, rule, state.now, firing=firing, clear=clear, say=say)

@@ -70,23 +70,19 @@ def evaluate(state: CenterState | None, snapshot: CenterSnapshot) -> Evaluation[
     }
     of = f"of connection {connections} " if connections else ""
     episodes = Episodes.of(current)
-    transitions = sync(
+    transitions = _while_held(
         episodes,
         subject,
+        snapshot,
         Rule(AUTH_FAILED, "critical", snapshot.bc_id),
-        snapshot.observed_at,
-        firing=bool(failing),
-        clear=not failing,
+        failing,
         fire=(
             f"The TikTok API refuses the access token {of}for business center "
             f"{snapshot.bc_id} ({snapshot.code}): polling with it has stopped. Authorize again "
-            "(creditwatch auth url / exchange) and set the new token for that connection.",
-            values,
+            "(creditwatch auth url / exchange) and set the new token for that connection."
         ),
-        resolve=(
-            f"Polling of business center {snapshot.bc_id} {of}works again.",
-            values,
-        ),
+        resolve=f"Polling of business center {snapshot.bc_id} {of}works again.",
+        values=values,
     )
     transitions += _rate_limited(episodes, subject, snapshot, limited)
     recorded = replace(
@@ -130,19 +126,43 @@ def _rate_limited(
         if snapshot.until is not None:
             values["suspended_until"] = snapshot.until
     until = f" until {snapshot.until:%Y-%m-%d %H:%M:%S} UTC" if snapshot.until else ""
-    return sync(
+    return _while_held(
         episodes,
         subject,
+        snapshot,
         Rule(RATE_LIMITED, "warning", snapshot.bc_id),
-        snapshot.observed_at,
-        firing=bool(limited),
-        clear=not limited,
+        limited,
         fire=(
             f"The TikTok API suspended {snapshot.endpoint or 'an endpoint'} for this app "
             f"({snapshot.code}): polling of business center {snapshot.bc_id} is paused{until} "
             "and resumes by itself. Lower the request rate (tiktok.tier / qps / qpm) or stop "
-            "other users of the app.",
-            values,
+            "other users of the app."
         ),
-        resolve=(f"Polling of business center {snapshot.bc_id} is no longer rate limited.", values),
+        resolve=f"Polling of business center {snapshot.bc_id} is no longer rate limited.",
+        values=values,
+    )
+
+
+def _while_held(
+    episodes: Episodes,
+    subject: Subject,
+    snapshot: SourceStatusSnapshot,
+    rule: Rule,
+    held: set[str],
+    *,
+    fire: str,
+    resolve: str,
+    values: dict[str, Value],
+) -> list[AlertTransition]:
+    """The business center's episode of ``rule``: open while any (source, connection) key
+    is ``held`` in that status, closed once none is."""
+    return sync(
+        episodes,
+        subject,
+        rule,
+        snapshot.observed_at,
+        firing=bool(held),
+        clear=not held,
+        fire=(fire, values),
+        resolve=(resolve, values),
     )

@@ -15,7 +15,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,6 +30,7 @@ from workers.contract.alerts import AlertTransition, Severity, Status, episode_i
 __all__ = [
     "Episodes",
     "Message",
+    "Messages",
     "Rule",
     "Subject",
     "Value",
@@ -47,6 +48,8 @@ __all__ = [
 Value = Decimal | datetime | str | int
 # What an alert says: its summary and its values.
 Message = tuple[str, Mapping[str, Value]]
+# What a one-episode rule says when it fires and when it resolves, and the values of both.
+Messages = tuple[str, str, Mapping[str, Value]]
 
 # How long a close time is kept to stop a same-instant restart; API time never goes back
 # that far for a state, so older ones can no longer matter.
@@ -225,20 +228,32 @@ def sync(
 
 def sync_state(
     state: AccountState,
-    subject: Subject,
     rule: Rule,
     now: datetime,
     *,
     firing: bool,
     clear: bool,
-    fire: Message,
-    resolve: Message,
+    say: Callable[[Subject], Messages],
 ) -> tuple[AccountState, list[AlertTransition]]:
     """``sync`` on the episodes of ``state``, for a rule that keeps nothing else in it: the
-    state with them written back (``state`` itself if unchanged) and the transitions."""
+    state with them written back (``state`` itself if unchanged) and the transitions.
+
+    ``say`` is asked for the messages only when the episode opens or closes: most snapshots
+    change nothing, and building them is most of such a rule's work."""
+    if not due(state.open, rule, firing=firing, clear=clear):
+        return state, []
+    subject = subject_of(state)
+    fire, resolve, values = say(subject)
     episodes = Episodes.of(state)
     transitions = sync(
-        episodes, subject, rule, now, firing=firing, clear=clear, fire=fire, resolve=resolve
+        episodes,
+        subject,
+        rule,
+        now,
+        firing=firing,
+        clear=clear,
+        fire=(fire, values),
+        resolve=(resolve, values),
     )
     return episodes.updated(state), transitions
 

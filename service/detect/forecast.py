@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from config.settings import DetectSettings
-from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
+from service.detect.episodes import Messages, Rule, Subject, Value, flag_text, sync_state, who
 from service.detect.facts import AccountSnapshot
 from service.detect.figures import grant_burn
 from service.detect.ledger import AccountLedger
@@ -45,7 +45,6 @@ def evaluate(
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
     balance = state.valid_grant
-    rule = Rule(DEPLETION, "warning")
     if state.last_observed_at is None or state.now is None:
         return state, []
     if balance <= 0 and DEPLETION not in state.open:
@@ -57,41 +56,32 @@ def evaluate(
     clear_horizon = horizon * float(1 + hysteresis)
     firing = balance > 0 and runs_out is not None and runs_out - state.now <= horizon
     clear = balance <= 0 or runs_out is None or runs_out - state.now > clear_horizon
-    if not due(state.open, rule, firing=firing, clear=clear):
-        return state, []
+    now = state.now
 
-    subject = subject_of(state)
-    values: dict[str, Value] = {
-        "burn_rate_per_day": per_day,
-        "projected_exhaustion_at": runs_out.isoformat() if runs_out else "",
-        "valid_grant_balance": balance,
-        "horizon_hours": f"{settings.depletion_horizon_h:g}",
-        "balance_reminder": flag_text(state.balance_reminder),
-    }
-    hours = (
-        ((runs_out - state.now).total_seconds() / 3600) if runs_out is not None else float("inf")
-    )
-    fire = (
-        f"Ad credit for {who(subject)} runs out in about {hours:.0f} h "
-        f"(around {runs_out:%Y-%m-%d %H:%M} UTC) at {per_day:.2f} {subject.currency}/day: "
-        f"{balance:.2f} left. After that, spend is billed to cash or the card."
-        if runs_out is not None
-        else ""
-    )
-    if balance <= 0:
-        resolve = f"Ad credit for {who(subject)} has run out (see credit.exhausted)."
-    else:
-        resolve = (
-            f"Ad credit for {who(subject)} is no longer expected to run out within "
-            f"{settings.depletion_horizon_h:g} h."
+    def say(subject: Subject) -> Messages:
+        values: dict[str, Value] = {
+            "burn_rate_per_day": per_day,
+            "projected_exhaustion_at": runs_out.isoformat() if runs_out else "",
+            "valid_grant_balance": balance,
+            "horizon_hours": f"{settings.depletion_horizon_h:g}",
+            "balance_reminder": flag_text(state.balance_reminder),
+        }
+        hours = ((runs_out - now).total_seconds() / 3600) if runs_out is not None else float("inf")
+        fire = (
+            f"Ad credit for {who(subject)} runs out in about {hours:.0f} h "
+            f"(around {runs_out:%Y-%m-%d %H:%M} UTC) at {per_day:.2f} {subject.currency}/day: "
+            f"{balance:.2f} left. After that, spend is billed to cash or the card."
+            if runs_out is not None
+            else ""
         )
-    return sync_state(
-        state,
-        subject,
-        rule,
-        state.now,
-        firing=firing,
-        clear=clear,
-        fire=(fire, values),
-        resolve=(resolve, values),
-    )
+        if balance <= 0:
+            resolve = f"Ad credit for {who(subject)} has run out (see credit.exhausted)."
+        else:
+            resolve = (
+                f"Ad credit for {who(subject)} is no longer expected to run out within "
+                f"{settings.depletion_horizon_h:g} h."
+            )
+        return fire, resolve, values
+
+    rule = Rule(DEPLETION, "warning")
+    return sync_state(state, rule, now, firing=firing, clear=clear, say=say)

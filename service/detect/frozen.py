@@ -11,7 +11,7 @@ Usage::
 from __future__ import annotations
 
 from config.settings import DetectSettings
-from service.detect.episodes import Rule, Value, due, flag_text, subject_of, sync_state, who
+from service.detect.episodes import Messages, Rule, Subject, Value, flag_text, sync_state, who
 from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
@@ -32,28 +32,22 @@ def evaluate(
     if not isinstance(snapshot, AccountBalanceSnapshot):
         return state, []
     frozen = state.frozen_grant
+
+    def say(subject: Subject) -> Messages:
+        values: dict[str, Value] = {
+            "frozen_grant_balance": frozen,
+            "valid_grant_balance": state.valid_grant,
+            "balance_reminder": flag_text(state.balance_reminder),
+        }
+        fire = (
+            f"{frozen:.2f} {subject.currency} of ad credit for {who(subject)} is frozen (risk "
+            "hold) and cannot be spent. An appeal is possible from the Promotions page in "
+            "Ads Manager."
+        )
+        resolve = f"The hold on ad credit for {who(subject)} is lifted: nothing is frozen now."
+        return fire, resolve, values
+
     rule = Rule(FROZEN, "warning")
-    if not due(state.open, rule, firing=frozen > 0, clear=frozen <= 0):
-        return state, []
-    subject = subject_of(state)
-    values: dict[str, Value] = {
-        "frozen_grant_balance": frozen,
-        "valid_grant_balance": state.valid_grant,
-        "balance_reminder": flag_text(state.balance_reminder),
-    }
-    fire = (
-        f"{frozen:.2f} {subject.currency} of ad credit for {who(subject)} is frozen (risk "
-        "hold) and cannot be spent. An appeal is possible from the Promotions page in "
-        "Ads Manager."
-    )
-    resolve = f"The hold on ad credit for {who(subject)} is lifted: nothing is frozen now."
     return sync_state(
-        state,
-        subject,
-        rule,
-        snapshot.observed_at,
-        firing=frozen > 0,
-        clear=frozen <= 0,
-        fire=(fire, values),
-        resolve=(resolve, values),
+        state, rule, snapshot.observed_at, firing=frozen > 0, clear=frozen <= 0, say=say
     )

@@ -39,7 +39,7 @@ from service.http.admission import ConcurrencyLimit
 from service.http.alert_history import AlertEpisode, alert_episodes
 from service.http.auth import AuthFirst, BearerAuth
 from service.http.delivery_routes import delivery_router
-from service.http.errors import not_found, redis_unavailable, validation_failed
+from service.http.errors import found, redis_unavailable, validation_failed
 from service.http.ledger_routes import ledger_router
 from service.http.silence_routes import silence_router
 from service.http.status_routes import status_router
@@ -150,10 +150,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def get_account(
         advertiser_id: str = Path(pattern=TIKTOK_ID_PATTERN),
     ) -> AccountView:
-        view = await accounts.get(advertiser_id)
-        if view is None:
-            raise not_found("advertiser")
-        return view
+        return found(await accounts.get(advertiser_id), "advertiser")
 
     @v1.get("/alerts", tags=["alerts"])
     async def alerts(

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.deliveries import Delivery, DeliveryStore
-from service.http.errors import not_found
+from service.http.errors import found
 
 __all__ = ["delivery_router", "delivery_store"]
 
@@ -41,17 +41,11 @@ def delivery_router(redis: Redis, settings: Settings) -> APIRouter:
     @router.get("/deliveries/{delivery_id}", tags=["deliveries"], responses=_MISSING)
     async def get_delivery(delivery_id: str = _ID) -> Delivery:
         """One delivery: what it carries, to which receiver, and every attempt."""
-        found = await store.get(delivery_id)
-        if found is None:
-            raise not_found("delivery")
-        return found
+        return found(await store.get(delivery_id), "delivery")
 
     @router.post("/deliveries/{delivery_id}/replay", tags=["deliveries"], responses=_MISSING)
     async def replay_delivery(delivery_id: str = _ID) -> Delivery:
         """Send again from the start of the retry schedule (the service's sender sends it)."""
-        replayed = await store.replay(delivery_id, utc_now())
-        if replayed is None:
-            raise not_found("delivery")
-        return replayed
+        return found(await store.replay(delivery_id, utc_now()), "delivery")
 
     return router

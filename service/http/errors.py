@@ -13,6 +13,7 @@ out of reach.
 Usage::
 
     raise invalid(("body", "url"), "must be https")
+    return found(await store.get(delivery_id), "delivery")    # the value, or a 404
     app.add_exception_handler(RequestValidationError, validation_failed)
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -33,6 +34,7 @@ from service import metrics
 __all__ = [
     "RETRY_AFTER_S",
     "conflict",
+    "found",
     "invalid",
     "not_found",
     "redis_unavailable",
@@ -46,6 +48,8 @@ _SHOWN_DEPTH = 4
 _SHOWN_ITEMS = 20
 _SHOWN_CHARS = 200
 
+T = TypeVar("T")
+
 
 def invalid(loc: Sequence[str | int], message: str) -> HTTPException:
     detail = [{"type": "value_error", "loc": list(loc), "msg": message}]
@@ -54,6 +58,13 @@ def invalid(loc: Sequence[str | int], message: str) -> HTTPException:
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"no such {what}")
+
+
+def found(value: T | None, what: str) -> T:
+    """``value``, or the 404 for ``what`` when a lookup found nothing."""
+    if value is None:
+        raise not_found(what)
+    return value
 
 
 def conflict(message: str) -> HTTPException:

@@ -32,7 +32,7 @@ from config.ledger import Credit, LadderProgram
 from config.redis_text import decoded
 from config.settings import Settings
 from service.detect.ledger_store import ConfigLedger, RedisLedger
-from service.http.errors import conflict, invalid, not_found
+from service.http.errors import conflict, found, invalid
 from service.http.promotions_paste import parse_promotions
 from workers.contract.wire import CENT
 
@@ -142,10 +142,7 @@ class _Ledger:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     async def one(self, kind: Kind, entry_id: str) -> tuple[Entry, Source]:
-        known = await self.find(kind, entry_id)
-        if known is None:
-            raise not_found(kind)
-        return known
+        return found(await self.find(kind, entry_id), kind)
 
 
 def _credit(entry: Entry, source: Source = "api") -> StoredCredit:

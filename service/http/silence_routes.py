@@ -29,12 +29,13 @@ from pydantic import (
 )
 from redis.asyncio import Redis
 
-from config.fields import check_glob, parse_duration
+from config.fields import parse_duration
 from config.notify import BUILTIN_LABELS
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.silences import Silence, Silences, TooManySilences
-from service.http.errors import conflict, invalid, not_found
+from service.http.errors import conflict, found, invalid
+from service.http.glob_checks import check_globs
 
 __all__ = ["SilenceRequest", "SilenceView", "silence_router"]
 
@@ -69,10 +70,7 @@ class SilenceRequest(BaseModel):
     @field_validator("matchers")
     @classmethod
     def _globs(cls, value: dict[str, str]) -> dict[str, str]:
-        for glob in value.values():
-            if len(glob) > 200:
-                raise ValueError("a matcher's glob is at most 200 characters")
-            check_glob(glob)
+        check_globs(value.values(), longest=200, what="a matcher's glob")
         return value
 
 
@@ -147,18 +145,13 @@ def silence_router(redis: Redis, settings: Settings) -> APIRouter:
     @router.get("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
     async def get_silence(silence_id: str = _ID) -> SilenceView:
         now = utc_now()
-        found = next((s for s in await silences.all() if s.id == silence_id), None)
-        if found is None:
-            raise not_found("silence")
-        return shown(found, now)
+        silence = next((s for s in await silences.all() if s.id == silence_id), None)
+        return shown(found(silence, "silence"), now)
 
     @router.delete("/silences/{silence_id}", tags=["silences"], responses=_MISSING)
     async def expire_silence(silence_id: str = _ID) -> SilenceView:
         """End a silence now; the record stays (state ``expired``)."""
         now = utc_now()
-        expired = await silences.expire(silence_id, now)
-        if expired is None:
-            raise not_found("silence")
-        return shown(expired, now)
+        return shown(found(await silences.expire(silence_id, now), "silence"), now)
 
     return router

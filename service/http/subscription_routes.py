@@ -27,14 +27,15 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
 
-from config.fields import Duration, check_glob
+from config.fields import Duration
 from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.receivers import Outcome
 from service.deliver.subscriptions import REFUSED, Subscription, Subscriptions, TooManySubscriptions
 from service.deliver.url_guard import UnsafeUrl, check_subscriber_url, guarded_client
-from service.http.errors import conflict, invalid, not_found
+from service.http.errors import conflict, found, invalid, not_found
+from service.http.glob_checks import check_globs
 from workers.contract.alerts import AlertTransition
 
 __all__ = [
@@ -66,10 +67,7 @@ class SubscriptionRequest(BaseModel):
     @field_validator("kinds")
     @classmethod
     def _globs(cls, value: list[str]) -> list[str]:
-        for glob in value:
-            if len(glob) > 128:
-                raise ValueError("a kind glob is at most 128 characters")
-            check_glob(glob)
+        check_globs(value, longest=128, what="a kind glob")
         return value
 
 
@@ -188,10 +186,7 @@ def subscription_router(
 
     @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"], responses=_MISSING)
     async def get_subscription(subscription_id: str = _ID) -> Subscription:
-        found = await store.get(subscription_id)
-        if found is None:
-            raise not_found("subscription")
-        return found
+        return found(await store.get(subscription_id), "subscription")
 
     @router.put("/subscriptions/{subscription_id}", tags=["subscriptions"], responses=_MISSING)
     async def put_subscription(
@@ -206,9 +201,7 @@ def subscription_router(
             description=request.description,
             now=utc_now(),
         )
-        if updated is None:
-            raise not_found("subscription")
-        return updated
+        return found(updated, "subscription")
 
     @router.post(
         "/subscriptions/{subscription_id}/rotate-secret",
@@ -220,9 +213,9 @@ def subscription_router(
     ) -> RotatedSubscription:
         """A new signing secret; deliveries carry both signatures until the grace ends."""
         grace = (request or RotateRequest()).grace
-        rotated = await store.rotate(subscription_id, grace=grace, now=utc_now())
-        if rotated is None:
-            raise not_found("subscription")
+        rotated = found(
+            await store.rotate(subscription_id, grace=grace, now=utc_now()), "subscription"
+        )
         return RotatedSubscription(
             **rotated.subscription.model_dump(),
             secret=rotated.secret,
@@ -250,9 +243,7 @@ def subscription_router(
         own = http is None
         client = http or guarded_client(allow_private=notify.allow_private_urls)
         try:
-            receiver = await store.receiver(subscription_id, notify, client)
-            if receiver is None:
-                raise not_found("subscription")
+            receiver = found(await store.receiver(subscription_id, notify, client), "subscription")
             await _once_per_interval(
                 redis, settings.streams.keyspace.subscription_test(subscription_id)
             )
