@@ -131,6 +131,27 @@ async def test_teams_message_stays_under_28_kb_and_a_413_is_dead_lettered_not_re
     assert b"HTTP 413" in dead[b"error"]
 
 
+async def test_teams_429_waits_for_its_retry_after_header(
+    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+) -> None:
+    # Power Automate throttles a flow with 429 and a Retry-After in seconds.
+    clock = FakeClock(T0)
+    throttled = Answer(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "20"})
+    async with RecordingServer([throttled], default=Answer(202, b"")) as teams:
+        receiver = {"type": "teams", "name": "teams", "url": teams.url}
+        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        await send(notify, clock, alerts(1))
+        clock.advance(19)
+        await notify.run_once()
+        assert len(teams.requests) == 1
+        clock.advance(1)
+        await notify.run_once()
+    first, second = teams.requests
+    assert first.body == second.body  # the same message, not rebuilt
+    [delivery] = await notify.deliveries.history(limit=1)
+    assert delivery.status == "delivered"
+
+
 async def test_discord_embeds_keep_to_discords_limits(
     settings: Settings, redis_client: Redis, http: httpx.AsyncClient
 ) -> None:
