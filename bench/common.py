@@ -1,4 +1,5 @@
-"""Shared plumbing of the benchmarks: where Redis is, and how a result is printed and recorded.
+"""Shared plumbing of the benchmarks: where Redis is, how a result is printed and recorded, and
+the socket their in-process webhook receivers listen on.
 
 Every benchmark prints its figures and its ratio against a reference measured in the same
 run, and appends one row to ``bench/RESULTS.md``.
@@ -11,16 +12,20 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import mkdtemp
+from typing import Self
 
 import httpx
 import redis
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from service.embedded_redis import EmbeddedRedis
+from workers.http_server import AsgiServer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 _HEADER = (
@@ -97,3 +102,21 @@ async def wait_until_up(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{url} did not answer within {within_s:.0f} s")
             await asyncio.sleep(0.2)
+
+
+class ServedRoutes:
+    """A benchmark's routes (its webhook receiver) served in this process, within ``async with``."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._server = AsgiServer(Starlette(routes=list(routes)))
+
+    @property
+    def root_url(self) -> str:
+        return self._server.url
+
+    async def __aenter__(self) -> Self:
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.stop()
