@@ -53,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from bench.common import ServedRoutes, percentile, record, redis_url
+from bench.common import ServedRoutes, paced_load, percentile, record, redis_url
 from config.api import ApiSettings
 from config.notify import NotifySettings, Route, WebhookReceiverSettings
 from config.settings import Settings, StreamSettings
@@ -226,18 +226,17 @@ async def _load(
     redis, broker = connect(url)
     publisher = SnapshotPublisher(broker, redis, streams)
     grant = Decimal(5000)
-    sent = 0
+
+    async def send(first: int) -> None:
+        await publisher.publish(
+            [
+                balance_snapshot(BACKGROUND_BASE + (first + k) % BACKGROUND, grant)
+                for k in range(CHUNK)
+            ]
+        )
+
     begin = time.perf_counter()
-    while not stop.is_set():
-        chunk = [
-            balance_snapshot(BACKGROUND_BASE + (sent + k) % BACKGROUND, grant) for k in range(CHUNK)
-        ]
-        await publisher.publish(chunk)
-        sent += CHUNK
-        started.set()
-        delay = begin + sent / LOAD_PER_S - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    sent = await paced_load(send, per_s=LOAD_PER_S, chunk=CHUNK, started=started, stop=stop)
     elapsed = time.perf_counter() - begin
     await redis.aclose()
     return sent, elapsed

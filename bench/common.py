@@ -1,5 +1,5 @@
-"""Shared plumbing of the benchmarks: where Redis is, how a result is printed and recorded, and
-the socket their in-process webhook receivers listen on.
+"""Shared plumbing of the benchmarks: where Redis is, how a result is printed and recorded, the
+socket their in-process webhook receivers listen on, and the pace of a background load.
 
 Every benchmark prints its figures and its ratio against a reference measured in the same
 run, and appends one row to ``bench/RESULTS.md``.
@@ -12,9 +12,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Self
@@ -120,3 +121,30 @@ class ServedRoutes:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._server.stop()
+
+
+async def paced_load(
+    send: Callable[[int], Awaitable[None]],
+    *,
+    per_s: float,
+    chunk: int,
+    started: Event,
+    stop: Event,
+) -> int:
+    """Until ``stop``, ``send(first)`` the ``chunk`` items numbered from ``first`` on, at
+    ``per_s`` items a second; ``started`` is set once the first chunk went. Returns how many
+    were sent.
+
+    Each chunk leaves on a fixed schedule from the start, so one slow send is caught up on
+    rather than slowing every later one down.
+    """
+    sent = 0
+    begin = time.monotonic()
+    while not stop.is_set():
+        await send(sent)
+        sent += chunk
+        started.set()
+        delay = begin + sent / per_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return sent
