@@ -49,12 +49,11 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from bench.common import percentile, record, redis_url
+from bench.common import ServedRoutes, paced_load, percentile, record, redis_url
 from config.api import ApiSettings
 from config.notify import NotifySettings, Route, WebhookReceiverSettings
 from config.settings import Settings, StreamSettings
@@ -65,7 +64,6 @@ from service.streams import DETECTORS, Entry, read_entries
 from workers.contract.alerts import parse_transition
 from workers.contract.envelope import payload_of
 from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
-from workers.http_server import AsgiServer
 from workers.publish import SnapshotPublisher
 
 LOAD_PER_S = 1_000
@@ -105,7 +103,7 @@ def balance_snapshot(advertiser_id: int, grant: Decimal) -> AccountBalanceSnapsh
 # --- the webhook receiver (this process) ------------------------------------------------
 
 
-class Receiver:
+class Receiver(ServedRoutes):
     """Records when each verified firing webhook first arrived, per (advertiser, kind);
     and, on ``/reference``, when each verified reference sample first arrived."""
 
@@ -119,21 +117,20 @@ class Receiver:
         self.reference_arrival = asyncio.Event()
         self._ids: set[str] = set()
         self._verifier = Webhook(secret)
-        app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 HttpRoute("/hook", self._hook, methods=["POST"]),
                 HttpRoute("/reference", self._reference, methods=["POST"]),
             ]
         )
-        self._server = AsgiServer(app)
 
     @property
     def url(self) -> str:
-        return f"{self._server.url}/hook"
+        return f"{self.root_url}/hook"
 
     @property
     def reference_url(self) -> str:
-        return f"{self._server.url}/reference"
+        return f"{self.root_url}/reference"
 
     async def _hook(self, request: Request) -> Response:
         at = time.perf_counter()
@@ -165,13 +162,6 @@ class Receiver:
         self.reference_arrived.setdefault(int(payload["data"]["sample"]), at)
         self.reference_arrival.set()
         return Response(status_code=204)
-
-    async def __aenter__(self) -> Receiver:
-        await self._server.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._server.stop()
 
 
 # --- the service role (child process) ---------------------------------------------------
@@ -236,18 +226,17 @@ async def _load(
     redis, broker = connect(url)
     publisher = SnapshotPublisher(broker, redis, streams)
     grant = Decimal(5000)
-    sent = 0
+
+    async def send(first: int) -> None:
+        await publisher.publish(
+            [
+                balance_snapshot(BACKGROUND_BASE + (first + k) % BACKGROUND, grant)
+                for k in range(CHUNK)
+            ]
+        )
+
     begin = time.perf_counter()
-    while not stop.is_set():
-        chunk = [
-            balance_snapshot(BACKGROUND_BASE + (sent + k) % BACKGROUND, grant) for k in range(CHUNK)
-        ]
-        await publisher.publish(chunk)
-        sent += CHUNK
-        started.set()
-        delay = begin + sent / LOAD_PER_S - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    sent = await paced_load(send, per_s=LOAD_PER_S, chunk=CHUNK, started=started, stop=stop)
     elapsed = time.perf_counter() - begin
     await redis.aclose()
     return sent, elapsed

@@ -1,4 +1,5 @@
-"""Shared plumbing of the benchmarks: where Redis is, and how a result is printed and recorded.
+"""Shared plumbing of the benchmarks: where Redis is, how a result is printed and recorded, the
+socket their in-process webhook receivers listen on, and the pace of a background load.
 
 Every benchmark prints its figures and its ratio against a reference measured in the same
 run, and appends one row to ``bench/RESULTS.md``.
@@ -11,16 +12,21 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from tempfile import mkdtemp
+from typing import Self
 
 import httpx
 import redis
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from service.embedded_redis import EmbeddedRedis
+from workers.http_server import AsgiServer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 _HEADER = (
@@ -97,3 +103,48 @@ async def wait_until_up(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{url} did not answer within {within_s:.0f} s")
             await asyncio.sleep(0.2)
+
+
+class ServedRoutes:
+    """A benchmark's routes (its webhook receiver) served in this process, within ``async with``."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._server = AsgiServer(Starlette(routes=list(routes)))
+
+    @property
+    def root_url(self) -> str:
+        return self._server.url
+
+    async def __aenter__(self) -> Self:
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.stop()
+
+
+async def paced_load(
+    send: Callable[[int], Awaitable[None]],
+    *,
+    per_s: float,
+    chunk: int,
+    started: Event,
+    stop: Event,
+) -> int:
+    """Until ``stop``, ``send(first)`` the ``chunk`` items numbered from ``first`` on, at
+    ``per_s`` items a second; ``started`` is set once the first chunk went. Returns how many
+    were sent.
+
+    Each chunk leaves on a fixed schedule from the start, so one slow send is caught up on
+    rather than slowing every later one down.
+    """
+    sent = 0
+    begin = time.monotonic()
+    while not stop.is_set():
+        await send(sent)
+        sent += chunk
+        started.set()
+        delay = begin + sent / per_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return sent

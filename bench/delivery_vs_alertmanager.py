@@ -60,7 +60,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from bench.alert_latency import run_service, service_settings, wait_for
-from bench.common import percentile, record, redis_url
+from bench.common import paced_load, percentile, record, redis_url
 from bench.webhook_sink import PROBE_LABEL, start_sink
 from config.settings import StreamSettings
 from service.connections import RedisTarget
@@ -284,7 +284,6 @@ async def _am_load(url: str, started: Event, stop: Event) -> tuple[int, float]:
 
     Each POST of CHUNK alerts leaves on schedule, up to AM_POSTS_AT_ONCE at a time: under
     load one answer can take longer than the 50 ms between two POSTs."""
-    sent = 0
     at_once = asyncio.Semaphore(AM_POSTS_AT_ONCE)
     limits = httpx.Limits(max_connections=AM_POSTS_AT_ONCE)
 
@@ -296,23 +295,21 @@ async def _am_load(url: str, started: Event, stop: Event) -> tuple[int, float]:
 
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
         posts: set[asyncio.Task[None]] = set()
-        begin = time.monotonic()
-        while not stop.is_set():
+
+        async def send(first: int) -> None:
             batch = [
                 am_alert(
-                    {"alertname": "BenchLoad", "group": f"g{(sent + k) % GROUPS}", "seq": str(n)}
+                    {"alertname": "BenchLoad", "group": f"g{(first + k) % GROUPS}", "seq": str(n)}
                 )
-                for k, n in enumerate(range(sent, sent + CHUNK))
+                for k, n in enumerate(range(first, first + CHUNK))
             ]
             await at_once.acquire()
             task = asyncio.create_task(post(http, batch))
             posts.add(task)
             task.add_done_callback(posts.discard)
-            sent += CHUNK
-            started.set()
-            delay = begin + sent / LOAD_PER_S - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+
+        begin = time.monotonic()
+        sent = await paced_load(send, per_s=LOAD_PER_S, chunk=CHUNK, started=started, stop=stop)
         await asyncio.gather(*posts)
         return sent, time.monotonic() - begin
 
@@ -386,18 +383,14 @@ async def _cw_load(
 ) -> tuple[int, float]:
     """LOAD_PER_S transitions/s until ``stop``; (injected, seconds)."""
     redis = RedisTarget.parse(url).client()
-    sent = 0
+
+    async def send(first: int) -> None:
+        now = datetime.now(UTC)
+        await inject(redis, streams, [load_transition(n, now) for n in range(first, first + CHUNK)])
+
     try:
         begin = time.monotonic()
-        while not stop.is_set():
-            now = datetime.now(UTC)
-            chunk = [load_transition(n, now) for n in range(sent, sent + CHUNK)]
-            await inject(redis, streams, chunk)
-            sent += CHUNK
-            started.set()
-            delay = begin + sent / LOAD_PER_S - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        sent = await paced_load(send, per_s=LOAD_PER_S, chunk=CHUNK, started=started, stop=stop)
         return sent, time.monotonic() - begin
     finally:
         await redis.aclose()

@@ -47,15 +47,13 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench.common import record, redis_url, wait_until_up
+from bench.common import ServedRoutes, record, redis_url, wait_until_up
 from config.settings import PollSettings
 from tests.support.servers import free_port
-from workers.http_server import AsgiServer
 
 CENTERS = 5
 PER_CENTER = int(os.environ.get("BENCH_DELAY_PER_CENTER", "400"))
@@ -165,17 +163,16 @@ class Arrivals:
     unverified: int = 0
 
 
-class Receiver:
+class Receiver(ServedRoutes):
     """Verifies every webhook; notes each account's first ``credit.exhausted`` per arm."""
 
     def __init__(self) -> None:
         self.arms = {arm: Arrivals() for arm in ARMS}
         self._verifier = Webhook(SECRET)
-        app = Starlette(routes=[Route("/hook/{arm}", self._hook, methods=["POST"])])
-        self._server = AsgiServer(app)
+        super().__init__([Route("/hook/{arm}", self._hook, methods=["POST"])])
 
     def url(self, arm: str) -> str:
-        return f"{self._server.url}/hook/{arm}"
+        return f"{self.root_url}/hook/{arm}"
 
     async def _hook(self, request: Request) -> Response:
         at = time.time()
@@ -191,13 +188,6 @@ class Receiver:
         if kind == "credit.exhausted" and data["status"] == "firing":
             arrivals.exhausted.setdefault(str(data["advertiser_id"]), at)
         return Response(status_code=204)
-
-    async def __aenter__(self) -> Receiver:
-        await self._server.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._server.stop()
 
 
 @dataclass

@@ -7,9 +7,9 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from config.text_list import split_list
@@ -26,7 +26,9 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # Bearer tokens accepted on /v1 routes; none configured means /v1 answers 401 to all.
-    tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    tokens: Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list)] = Field(
+        default_factory=list
+    )
     # A larger request body is refused with 413, before more of it is read.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Requests served at once; more get 503 with Retry-After (/healthz is never refused).
@@ -37,11 +39,6 @@ class ApiSettings(BaseModel):
     redis_wait_s: float = Field(default=5.0, gt=0, le=60)
     # /metrics names receivers and streams: off, it wants a bearer token like /v1.
     metrics_public: bool = False
-
-    @field_validator("tokens", mode="before")
-    @classmethod
-    def _tokens_from_text(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("tokens")
     @classmethod

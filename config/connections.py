@@ -16,7 +16,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import NoDecode
 
 from config.fields import APP_ID_PATTERN, TIKTOK_ID, Name
@@ -26,6 +34,7 @@ __all__ = [
     "DEFAULT_CONNECTION",
     "DISCOVER",
     "BcIds",
+    "BcIdsSetting",
     "ConnectionSettings",
     "check_bc_ids",
     "check_connections",
@@ -57,6 +66,12 @@ def parse_bc_ids(value: Any) -> Any:
     return split_list(value)
 
 
+# A ``bc_ids`` setting: text from the environment is parsed before the type is checked.
+BcIdsSetting = Annotated[
+    BcIds, NoDecode, BeforeValidator(parse_bc_ids), AfterValidator(check_bc_ids)
+]
+
+
 class ConnectionSettings(BaseModel):
     """One access token and the Business Centers polled with it.
 
@@ -70,19 +85,14 @@ class ConnectionSettings(BaseModel):
     name: Name
     access_token: SecretStr
     app_id: str = Field(default="", pattern=APP_ID_PATTERN)
-    bc_ids: Annotated[BcIds, NoDecode]
-
-    @field_validator("bc_ids", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        return parse_bc_ids(value)
+    bc_ids: BcIdsSetting
 
     @field_validator("bc_ids")
     @classmethod
     def _ids(cls, value: BcIds) -> BcIds:
         if not value:
             raise ValueError(f"at least one business center id, or {DISCOVER!r}")
-        return check_bc_ids(value)
+        return value
 
     @field_validator("access_token")
     @classmethod

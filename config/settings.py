@@ -30,7 +30,6 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -41,11 +40,9 @@ from config.api import ApiSettings
 from config.connections import (
     DEFAULT_CONNECTION,
     DISCOVER,
-    BcIds,
+    BcIdsSetting,
     ConnectionSettings,
-    check_bc_ids,
     check_connections,
-    parse_bc_ids,
 )
 from config.fields import APP_ID_PATTERN, Section, check_http_url
 from config.input_limits import UnreadableConfig, check_json_depth, load_yaml_file
@@ -128,7 +125,7 @@ class TikTokSettings(Section):
     app_secret: SecretStr = SecretStr("")
     # The shorthand for one connection (named "default"); or ``connections`` for several.
     access_token: SecretStr = SecretStr("")
-    bc_ids: Annotated[BcIds, NoDecode] = Field(default_factory=list)
+    bc_ids: BcIdsSetting = Field(default_factory=list)
     # The app's rate-limit tier gives qps/qpm/qpd; each of them set explicitly wins over it.
     tier: Tier = "basic"
     qps: float = Field(default=10.0, gt=0, le=1000)
@@ -195,16 +192,6 @@ class TikTokSettings(Section):
             if qpm is not None and qpd is not None and qpd < qpm:
                 raise ValueError(f"{path}: qpd {qpd} is below its qpm {qpm}")
         return value
-
-    @field_validator("bc_ids", mode="before")
-    @classmethod
-    def _bc_ids_from_text(cls, value: Any) -> Any:
-        return parse_bc_ids(value)
-
-    @field_validator("bc_ids")
-    @classmethod
-    def _bc_ids_are_ids(cls, value: BcIds) -> BcIds:
-        return check_bc_ids(value)
 
     @field_validator("base_url")
     @classmethod

@@ -30,7 +30,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from redis.asyncio import Redis
 
@@ -53,49 +53,43 @@ class SweepLease:
     interval_s: float
 
 
+@dataclass(frozen=True, eq=False, slots=True)
 class TickClaims:
     """Claims ticks of named jobs in Redis; one winner per job and tick."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        streams: StreamSettings,
-        *,
-        owner: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._redis = redis
-        self._streams = streams
-        self._owner = owner
-        self._clock = clock
+    redis: Redis
+    streams: StreamSettings
+    _: KW_ONLY
+    owner: str
+    clock: Callable[[], float] = time.time
 
     async def claim(self, job_id: str, interval_s: float) -> int | None:
         """The current tick number if this replica won it, else None."""
-        tick = int(self._clock() // interval_s)
-        key = self._streams.keyspace.claim(job_id, str(tick))
+        tick = int(self.clock() // interval_s)
+        key = self.streams.keyspace.claim(job_id, str(tick))
         # Kept for two intervals: long enough that a late runner of the same tick still loses.
-        won = await self._redis.set(key, self._owner, nx=True, px=max(1, int(interval_s * 2000)))
+        won = await self.redis.set(key, self.owner, nx=True, px=max(1, int(interval_s * 2000)))
         return tick if won else None
 
     def _sweep_keys(self, job_id: str) -> tuple[str, str]:
-        return self._streams.keyspace.sweep(job_id)
+        return self.streams.keyspace.sweep(job_id)
 
     async def sweep(self, job_id: str, interval_s: float) -> SweepLease | None:
         """The lease of one sweep of ``job_id`` if no replica holds it, else None."""
         lease, _ = self._sweep_keys(job_id)
-        token = f"{self._owner}:{secrets.token_hex(8)}"
+        token = f"{self.owner}:{secrets.token_hex(8)}"
         ttl_ms = max(1, int(interval_s * 2000))
-        won = await self._redis.set(lease, token, nx=True, px=ttl_ms)
+        won = await self.redis.set(lease, token, nx=True, px=ttl_ms)
         return SweepLease(job_id, token, interval_s) if won else None
 
     async def release(self, lease: SweepLease, *, done: bool) -> None:
         """Give ``lease`` back; ``done``: the sweep succeeded, so note when it finished."""
         key, done_key = self._sweep_keys(lease.job_id)
-        finished = repr(self._clock()) if done else ""
+        finished = repr(self.clock()) if done else ""
         keep_ms = max(1, int(lease.interval_s * 10_000))
-        await self._redis.eval(_RELEASE, 2, key, done_key, lease.token, finished, str(keep_ms))
+        await self.redis.eval(_RELEASE, 2, key, done_key, lease.token, finished, str(keep_ms))
 
     async def last_done(self, job_id: str) -> float | None:
         """Unix time any replica last finished a sweep of ``job_id`` (None: not lately)."""
-        raw = await self._redis.get(self._sweep_keys(job_id)[1])
+        raw = await self.redis.get(self._sweep_keys(job_id)[1])
         return None if raw is None else float(raw)

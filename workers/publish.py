@@ -28,6 +28,7 @@ from workers.contract.snapshots import (
     Snapshot,
     SourceStatusSnapshot,
 )
+from workers.stream_docs import document_streams
 
 __all__ = ["SnapshotPublisher", "owner_id"]
 
@@ -47,13 +48,12 @@ class SnapshotPublisher:
     def __init__(self, broker: RedisBroker, redis: Redis, streams: StreamSettings) -> None:
         self._redis = redis
         # Declared so that the AsyncAPI document describes the streams and their schema.
-        for stream in streams.keyspace.snapshot_streams():
-            broker.publisher(
-                stream=stream,
-                title=stream,
-                description="One entry per observed fact: balances, spend, transactions.",
-                schema=AccountBalanceSnapshot,
-            )
+        document_streams(
+            broker,
+            streams.keyspace.snapshot_streams(),
+            description="One entry per observed fact: balances, spend, transactions.",
+            schema=AccountBalanceSnapshot,
+        )
         self._maxlen = streams.maxlen
         self._keyspace = streams.keyspace
 

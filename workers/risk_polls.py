@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Container, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import KW_ONLY, dataclass, field
 
 import structlog
 from redis.exceptions import RedisError
@@ -39,52 +40,45 @@ log = structlog.get_logger(__name__)
 CHECK_S = 1.0
 
 
+@dataclass(eq=False, slots=True)
 class RiskPolls:
     """Keyword polls of the due at-risk accounts of the business centers in ``centers``."""
 
-    def __init__(
-        self,
-        poller: BalancePoller,
-        marks: RiskMarks,
-        *,
-        repoll_s: float,
-        centers: Container[str],
-        claims: TickClaims | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._poller = poller
-        self._marks = marks
-        self._repoll_s = repoll_s
-        self._centers = centers
-        self._claims = claims
-        self._clock = clock
-        self._polled: dict[tuple[str, str], float] = {}
-        self.polls = 0
+    poller: BalancePoller
+    marks: RiskMarks
+    _: KW_ONLY
+    repoll_s: float
+    centers: Container[str]
+    claims: TickClaims | None = None
+    clock: Callable[[], float] = time.time
+    polls: int = field(default=0, init=False)
+    # account -> when this replica last polled it.
+    _polled: dict[tuple[str, str], float] = field(default_factory=dict, init=False, repr=False)
 
     async def run(self) -> int:
         """Poll every due account not polled in the last ``repoll_s``; returns how many."""
-        now = self._clock()
+        now = self.clock()
         try:
-            due = await self._marks.due(until=now)
+            due = await self.marks.due(until=now)
         except (RedisError, OSError) as error:
             log.warning("risk.read_failed", error=str(error))
             return 0
-        self._polled = {k: at for k, at in self._polled.items() if now - at < self._repoll_s}
+        self._polled = {k: at for k, at in self._polled.items() if now - at < self.repoll_s}
         polled = 0
         for bc_id, advertiser_id, _moment in due:
             account = (bc_id, advertiser_id)
-            if bc_id not in self._centers or account in self._polled:
+            if bc_id not in self.centers or account in self._polled:
                 continue
-            if self._claims is not None:
-                job = f"risk:{bc_id}:{advertiser_id}@{self._poller.connection}"
-                if await self._claims.claim(job, self._repoll_s) is None:
+            if self.claims is not None:
+                job = f"risk:{bc_id}:{advertiser_id}@{self.poller.connection}"
+                if await self.claims.claim(job, self.repoll_s) is None:
                     continue  # another replica polls it this tick
-            self._polled[account] = self._clock()
+            self._polled[account] = self.clock()
             with claiming(Fixed(Priority.BALANCES)):
-                result = await self._poller.poll_account(bc_id, advertiser_id)
+                result = await self.poller.poll_account(bc_id, advertiser_id)
             if result is not None and result.published == 0 and result.rejected == 0:
                 # The API no longer lists it here: nothing to watch.
-                await self._marks.forget(bc_id, advertiser_id)
+                await self.marks.forget(bc_id, advertiser_id)
             polled += 1
         self.polls += polled
         return polled

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -70,34 +70,26 @@ class _Paused:
         self.settled = asyncio.Event()
 
 
+@dataclass(eq=False, slots=True)
 class Suspensions:
     """Which endpoints of one app are paused, and the throttle streaks that lead there."""
 
-    def __init__(
-        self,
-        *,
-        pause_s: float,
-        persistent_s: float,
-        app: str = "",
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._pause_s = pause_s
-        self._persistent_s = persistent_s
-        self._app = app
-        self._clock = clock
-        self._wall = wall
-        self._sleep = sleep
-        self._paused: dict[str, _Paused] = {}
-        # endpoint -> (first throttle since the endpoint's last success, throttles since).
-        self._streaks: dict[str, tuple[float, int]] = {}
-        self._listeners: list[PauseListener] = []
+    _: KW_ONLY
+    pause_s: float
+    persistent_s: float
+    app: str = ""
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _paused: dict[str, _Paused] = field(default_factory=dict, init=False, repr=False)
+    # endpoint -> (first throttle since the endpoint's last success, throttles since).
+    _streaks: dict[str, tuple[float, int]] = field(default_factory=dict, init=False, repr=False)
+    _listeners: list[PauseListener] = field(default_factory=list, init=False, repr=False)
 
     @property
     def enabled(self) -> bool:
         """False with ``pause_s == 0``: throttles are then retried and given up on, as before."""
-        return self._pause_s > 0
+        return self.pause_s > 0
 
     def add_listener(self, listener: PauseListener) -> None:
         self._listeners.append(listener)
@@ -105,7 +97,7 @@ class Suspensions:
     def paused(self, endpoint: str) -> Pause | None:
         """The endpoint's pause while it lasts (not while its probe is out)."""
         entry = self._paused.get(endpoint)
-        if entry is None or self._clock() >= entry.until:
+        if entry is None or self.clock() >= entry.until:
             return None
         return entry.pause
 
@@ -120,9 +112,9 @@ class Suspensions:
             entry = self._paused.get(endpoint)
             if entry is None:
                 return
-            left = entry.until - self._clock()
+            left = entry.until - self.clock()
             if left > 0:
-                await self._sleep(left)
+                await self.sleep(left)
                 continue
             if not entry.probing:
                 entry.probing = True
@@ -134,7 +126,7 @@ class Suspensions:
         out (no retry spent), None if it should back off and retry as usual."""
         if not self.enabled:
             return None
-        now = self._clock()
+        now = self.clock()
         entry = self._paused.get(endpoint)
         if entry is not None:
             if entry.probing or now >= entry.until:
@@ -143,7 +135,7 @@ class Suspensions:
         first, count = self._streaks.get(endpoint, (now, 0))
         count += 1
         self._streaks[endpoint] = (first, count)
-        if count >= MIN_THROTTLES and now - first >= self._persistent_s:
+        if count >= MIN_THROTTLES and now - first >= self.persistent_s:
             return self._pause(endpoint, code, now, renewed=False)
         return None
 
@@ -154,7 +146,7 @@ class Suspensions:
         if entry is None:
             return
         API_SUSPENDED.labels(endpoint=endpoint).dec()
-        log.info("api.resumed", endpoint=endpoint, app=self._app, since=entry.pause.since)
+        log.info("api.resumed", endpoint=endpoint, app=self.app, since=entry.pause.since)
         entry.wake()
         self._tell(endpoint, None)
 
@@ -166,17 +158,17 @@ class Suspensions:
             entry.wake()
 
     def _pause(self, endpoint: str, code: int | None, now: float, *, renewed: bool) -> Pause:
-        wall = self._wall()
+        wall = self.wall()
         previous = self._paused.get(endpoint)
         since = previous.pause.since if previous is not None else wall
         pause = Pause(
-            app=self._app,
+            app=self.app,
             endpoint=endpoint,
             since=since,
-            until=wall + timedelta(seconds=self._pause_s),
+            until=wall + timedelta(seconds=self.pause_s),
             code=code,
         )
-        entry = _Paused(pause, until=now + self._pause_s)
+        entry = _Paused(pause, until=now + self.pause_s)
         self._paused[endpoint] = entry
         self._streaks.pop(endpoint, None)
         if previous is not None:
@@ -187,7 +179,7 @@ class Suspensions:
         log.warning(
             "api.suspended",
             endpoint=endpoint,
-            app=self._app,
+            app=self.app,
             code=code,
             until=pause.until,
             renewed=renewed,
@@ -197,4 +189,4 @@ class Suspensions:
 
     def _tell(self, endpoint: str, pause: Pause | None) -> None:
         for listener in self._listeners:
-            listener(self._app, endpoint, pause)
+            listener(self.app, endpoint, pause)

@@ -20,6 +20,7 @@ from faststream.specification import AsyncAPI
 from config.settings import StreamSettings
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import Snapshot
+from workers.stream_docs import document_streams
 
 __all__ = ["asyncapi_document", "declare_streams"]
 
@@ -27,20 +28,18 @@ __all__ = ["asyncapi_document", "declare_streams"]
 def declare_streams(broker: RedisBroker, streams: StreamSettings) -> None:
     """Declare the streams' publishers with their schemas (for the document only): a snapshot
     and an alerts stream per shard."""
-    for stream in streams.keyspace.snapshot_streams():
-        broker.publisher(
-            stream=stream,
-            title=stream,
-            description="Observed facts from the TikTok API, one entry per account and poll.",
-            schema=Snapshot,
-        )
-    for stream in streams.keyspace.alert_streams():
-        broker.publisher(
-            stream=stream,
-            title=stream,
-            description="Alert transitions (firing, resolved) emitted by the detectors.",
-            schema=AlertTransition,
-        )
+    document_streams(
+        broker,
+        streams.keyspace.snapshot_streams(),
+        description="Observed facts from the TikTok API, one entry per account and poll.",
+        schema=Snapshot,
+    )
+    document_streams(
+        broker,
+        streams.keyspace.alert_streams(),
+        description="Alert transitions (firing, resolved) emitted by the detectors.",
+        schema=AlertTransition,
+    )
 
 
 def asyncapi_document(broker: RedisBroker, *, version: str = "0.1.0") -> Any:
