@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 
 import structlog
@@ -44,33 +45,20 @@ ExtraTargets = Callable[[], Awaitable[Callable[[dict[str, str]], list[RouteTarge
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, slots=True)
 class Notifier:
-    def __init__(
-        self,
-        router: Router,
-        groups: GroupStore,
-        *,
-        silences: Silences,
-        deliveries: DeliveryStore,
-        disabled: DisabledReceivers,
-        dead_letters: DeadLetters,
-        send_resolved: dict[str, bool],
-        clock: Clock = utc_now,
-        wake: asyncio.Event | None = None,
-        extra_targets: ExtraTargets | None = None,
-        inhibitor: Inhibitor | None = None,
-    ) -> None:
-        self._router = router
-        self._extra_targets = extra_targets
-        self._groups = groups
-        self._silences = silences
-        self._deliveries = deliveries
-        self._disabled = disabled
-        self._dead_letters = dead_letters
-        self._send_resolved = send_resolved
-        self._clock = clock
-        self._wake = wake
-        self._inhibitor = inhibitor
+    router: Router
+    groups: GroupStore
+    _: KW_ONLY
+    silences: Silences
+    deliveries: DeliveryStore
+    disabled: DisabledReceivers
+    dead_letters: DeadLetters
+    send_resolved: dict[str, bool]
+    clock: Clock = utc_now
+    wake: asyncio.Event | None = None
+    extra_targets: ExtraTargets | None = None
+    inhibitor: Inhibitor | None = None
 
     async def handle(self, payload: bytes, entry_id: str) -> None:
         """One entry (a reclaimed one): a batch of one."""
@@ -84,7 +72,7 @@ class Notifier:
             try:
                 transitions.append(parse_transition(payload))
             except ValueError as error:
-                await self._dead_letters.put(
+                await self.dead_letters.put(
                     source="alerts",
                     reason="malformed",
                     payload=payload,
@@ -95,33 +83,33 @@ class Notifier:
             return
         # Before routing: a source nobody is routed to still inhibits.
         for transition in transitions:
-            await self._observe(transition, self._clock())
+            await self._observe(transition, self.clock())
         view = _BatchView(
-            silences=await self._silences.all(),
-            extra_targets=await self._extra_targets() if self._extra_targets else None,
-            disabled=self._disabled,
+            silences=await self.silences.all(),
+            extra_targets=await self.extra_targets() if self.extra_targets else None,
+            disabled=self.disabled,
         )
         joins: list[tuple[Join, Silence | None]] = []
         for transition in transitions:
             # Each at its own time: groups made by one batch are due in stream order.
-            joins += await self._joins(transition, view, self._clock())
-        results = await self._groups.add_many([join for join, _ in joins])
+            joins += await self._joins(transition, view, self.clock())
+        results = await self.groups.add_many([join for join, _ in joins])
         for (join, silence), result in zip(joins, results, strict=True):
             await self._joined(join, silence, result)
-        if self._wake is not None:
-            self._wake.set()
+        if self.wake is not None:
+            self.wake.set()
 
     async def _observe(self, transition: AlertTransition, now: datetime) -> None:
-        if self._inhibitor is not None and await self._inhibitor.observe(transition):
-            await self._groups.wake(await self._inhibitor.holding(), now)
+        if self.inhibitor is not None and await self.inhibitor.observe(transition):
+            await self.groups.wake(await self.inhibitor.holding(), now)
 
     async def _joins(
         self, transition: AlertTransition, view: _BatchView, now: datetime
     ) -> list[tuple[Join, Silence | None]]:
         """The groups ``transition`` joins (one per receiver routed to, not disabled), each
         with the silence that holds it back, if any."""
-        labels = self._router.labels(transition)
-        targets = self._router.targets(transition)
+        labels = self.router.labels(transition)
+        targets = self.router.targets(transition)
         if view.extra_targets is not None:
             targets += view.extra_targets(labels)
         if not targets:
@@ -134,7 +122,7 @@ class Notifier:
             if await view.is_disabled(target.receiver):
                 metrics.DELIVERIES.labels(receiver=target.receiver, outcome="disabled").inc()
                 continue
-            wanted = transition.status == "firing" or self._send_resolved.get(target.receiver, True)
+            wanted = transition.status == "firing" or self.send_resolved.get(target.receiver, True)
             notify = silence is None and wanted
             out.append((Join(target, labels, transition, notify, now), silence))
         return out
@@ -142,7 +130,7 @@ class Notifier:
     async def _joined(self, join: Join, silence: Silence | None, result: AddResult) -> None:
         receiver, transition = join.target.receiver, join.transition
         if result == "quiet" and silence is not None:
-            await self._deliveries.create(
+            await self.deliveries.create(
                 Delivery.new(
                     delivery_id=f"{receiver}:{transition.transition_id}:silenced",
                     receiver=receiver,

@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import WatchError
 
 from config.notify import MuteTimeInterval
@@ -127,28 +128,24 @@ return 'added'
 """
 
 
+@dataclass(eq=False, slots=True)
 class GroupStore:
-    def __init__(
-        self,
-        redis: Redis,
-        streams: StreamSettings,
-        deliveries: DeliveryStore,
-        *,
-        receiver_kinds: Mapping[str, str],
-        mute_intervals: Callable[[str], MuteTimeInterval | None],
-        inhibitor: Inhibitor | None = None,
-    ) -> None:
-        self._redis = redis
-        self._streams = streams
-        self._deliveries = deliveries
-        self._receiver_kinds = receiver_kinds
-        self._mute_intervals = mute_intervals
-        self._inhibitor = inhibitor
-        self._add = redis.register_script(_ADD)
-        self.due_key = streams.keyspace.groups_due()
+    redis: Redis
+    streams: StreamSettings
+    deliveries: DeliveryStore
+    _: KW_ONLY
+    receiver_kinds: Mapping[str, str]
+    mute_intervals: Callable[[str], MuteTimeInterval | None]
+    inhibitor: Inhibitor | None = None
+    due_key: str = field(init=False)
+    _add: AsyncScript = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._add = self.redis.register_script(_ADD)
+        self.due_key = self.streams.keyspace.groups_due()
 
     def _keys(self, gid: str) -> tuple[str, str, str]:
-        return self._streams.keyspace.group(gid)
+        return self.streams.keyspace.group(gid)
 
     async def add(
         self,
@@ -168,7 +165,7 @@ class GroupStore:
         if not joins:
             return []
         # Every group key is in one slot ({g} on a Cluster): one plain pipeline on its master.
-        owner = await slot_owner(self._redis, self._streams.keyspace.slot_key())
+        owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
         async with owner.pipeline(transaction=False) as pipe:
             for join in joins:
                 keys, args = self._add_call(join)
@@ -189,8 +186,8 @@ class GroupStore:
             "interval_s": target.group_interval.total_seconds(),
             "mutes": list(target.mute_time_intervals),
         }
-        seen = self._streams.keyspace.routed(target.receiver, transition.transition_id)
-        early = self._streams.keyspace.early_resolved(target.receiver, transition.alert_id)
+        seen = self.streams.keyspace.routed(target.receiver, transition.transition_id)
+        early = self.streams.keyspace.early_resolved(target.receiver, transition.alert_id)
         keys = [seen, group, pending, firing, self.due_key, early]
         args = [
             transition.transition_id,
@@ -210,10 +207,10 @@ class GroupStore:
     async def wake(self, gids: list[str], now: datetime) -> None:
         """Make these (existing) groups due now: a source that muted them resolved."""
         if gids:
-            await self._redis.zadd(self.due_key, dict.fromkeys(gids, to_epoch(now)), xx=True)
+            await self.redis.zadd(self.due_key, dict.fromkeys(gids, to_epoch(now)), xx=True)
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
-        ids = await self._redis.zrangebyscore(self.due_key, "-inf", to_epoch(now), 0, limit)
+        ids = await self.redis.zrangebyscore(self.due_key, "-inf", to_epoch(now), 0, limit)
         return [decoded(i) for i in ids]
 
     async def flush_due(self, now: datetime, *, pages: int = 10) -> list[str]:
@@ -263,10 +260,10 @@ class GroupStore:
                 pending = _transitions(pending_rows)
                 firing = _transitions(firing_rows)
                 muted = (
-                    await self._inhibitor.muted(
+                    await self.inhibitor.muted(
                         [*pending.values(), *firing.values()], sources=sources
                     )
-                    if self._inhibitor is not None
+                    if self.inhibitor is not None
                     else {}
                 )
                 plan = self._plan(gid, head, pending, firing, now, muted=muted)
@@ -281,7 +278,7 @@ class GroupStore:
             return Decision(steps, writes if steps else None)
 
         keys = [key for gid in gids for key in self._keys(gid)]
-        steps = await commit(self._redis, keys, decide, attempts=attempts)
+        steps = await commit(self.redis, keys, decide, attempts=attempts)
         for step in steps:
             for record in step.records:
                 metrics.DELIVERIES.labels(receiver=record.receiver, outcome="inhibited").inc()
@@ -294,9 +291,9 @@ class GroupStore:
         gid, plan = step.gid, step.plan
         group, pending_key, firing_key = self._keys(gid)
         for delivery in plan.deliveries + step.records:
-            self._deliveries.queue(pipe, delivery, due=from_epoch(step.due))
-        if plan.inhibited and self._inhibitor is not None:
-            pipe.sadd(self._inhibitor.holding_key, gid)
+            self.deliveries.queue(pipe, delivery, due=from_epoch(step.due))
+        if plan.inhibited and self.inhibitor is not None:
+            pipe.sadd(self.inhibitor.holding_key, gid)
         if plan.sent:
             pipe.hdel(pending_key, *plan.sent)
         if plan.deliveries:
@@ -311,8 +308,8 @@ class GroupStore:
 
     async def _read(self, gids: Sequence[str]) -> tuple[list[_Rows], Sources | None]:
         """Each group's due time, head, pending and firing rows; the inhibition sources."""
-        inhibitor = self._inhibitor if self._inhibitor and self._inhibitor.active else None
-        owner = await slot_owner(self._redis, self._streams.keyspace.slot_key())
+        inhibitor = self.inhibitor if self.inhibitor and self.inhibitor.active else None
+        owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
         async with owner.pipeline(transaction=False) as read:
             for gid in gids:
                 group, pending_key, firing_key = self._keys(gid)
@@ -331,7 +328,7 @@ class GroupStore:
         return rows, sources
 
     async def _recorded(self, delivery: Delivery) -> bool:
-        return bool(await self._redis.exists(self._deliveries.key(delivery.id)))
+        return bool(await self.redis.exists(self.deliveries.key(delivery.id)))
 
     def _plan(
         self,
@@ -348,7 +345,7 @@ class GroupStore:
         seq = int(head.get("seq", "0")) + 1
         last_sent = from_epoch(float(head["last_sent_at"])) if "last_sent_at" in head else None
         repeat_every = timedelta(seconds=float(meta.get("repeat_s", 86400)))
-        intervals = [m for n in meta.get("mutes", []) if (m := self._mute_intervals(n))]
+        intervals = [m for n in meta.get("mutes", []) if (m := self.mute_intervals(n))]
         quiet_until = muted_until(intervals, now)
 
         to_send, inhibited, dropped = _inhibit(list(pending.values()), muted)
@@ -413,7 +410,7 @@ class GroupStore:
         transitions = sorted(
             transitions, key=lambda t: (t.observed_at, t.advertiser_id, t.transition_id)
         )
-        if self._receiver_kinds.get(receiver) in ONE_ALERT_PER_DELIVERY:
+        if self.receiver_kinds.get(receiver) in ONE_ALERT_PER_DELIVERY:
             suffix = f":repeat-{seq}" if repeat else ""
             return [
                 Delivery.new(

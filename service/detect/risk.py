@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 
 import structlog
 from redis.exceptions import RedisError
@@ -34,36 +35,31 @@ __all__ = ["RiskForecasts"]
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, slots=True)
 class RiskForecasts:
     """Marks and unmarks at-risk accounts from their states."""
 
-    def __init__(
-        self,
-        marks: RiskMarks,
-        settings: DetectSettings,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._marks = marks
-        self._settings = settings
-        self._clock = clock
+    marks: RiskMarks
+    settings: DetectSettings
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
 
     def moment(self, state: AccountState, ledger: AccountLedger) -> float | None:
         """Local Unix time the credit runs out or crosses the low line; None: not at risk."""
         if state.valid_grant <= 0 or state.last_observed_at is None or state.now is None:
             return None
-        per_day = grant_burn(state, self._settings, ledger)
+        per_day = grant_burn(state, self.settings, ledger)
         if per_day is None or per_day <= 0:
             return None
-        line = low_line(state.peak_grant, self._settings.thresholds_for(state.advertiser_id))
+        line = low_line(state.peak_grant, self.settings.thresholds_for(state.advertiser_id))
         left = state.valid_grant - line if state.valid_grant > line else state.valid_grant
         at = exhaustion_at(left, per_day, state.last_observed_at)
         if at is None:
             return None
         ahead_s = (at - state.now).total_seconds()
-        if ahead_s > self._settings.risk_horizon_s:
+        if ahead_s > self.settings.risk_horizon_s:
             return None
-        return self._clock() + ahead_s
+        return self.clock() + ahead_s
 
     async def record(self, seen: Mapping[str, tuple[AccountState, AccountLedger]]) -> None:
         """Mark or unmark each account of ``seen`` (one round trip for all)."""
@@ -79,7 +75,7 @@ class RiskForecasts:
             else:
                 at_risk[account] = moment
         try:
-            await self._marks.update(at_risk=at_risk, safe=safe)
+            await self.marks.update(at_risk=at_risk, safe=safe)
         except (RedisError, OSError) as error:
             # Only an early poll is lost: the sweeps still see every account.
             log.warning("risk.write_failed", error=str(error), accounts=len(seen))

@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from functools import partial
 
 import structlog
@@ -46,29 +47,19 @@ __all__ = ["Detector"]
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, slots=True)
 class Detector:
     """Applies snapshots to detector state; malformed entries go to the dead-letter stream."""
 
-    def __init__(
-        self,
-        *,
-        accounts: StateStore[AccountState],
-        centers: StateStore[CenterState],
-        ledger: LedgerStore,
-        dead_letters: DeadLetters,
-        settings: DetectSettings,
-        watch: StalenessWatch | None = None,
-        rule_health: RuleHealth | None = None,
-        risk: RiskForecasts | None = None,
-    ) -> None:
-        self._accounts = accounts
-        self._centers = centers
-        self._ledger = ledger
-        self._dead_letters = dead_letters
-        self._settings = settings
-        self._watch = watch
-        self._rule_health = rule_health
-        self._risk = risk
+    _: KW_ONLY
+    accounts: StateStore[AccountState]
+    centers: StateStore[CenterState]
+    ledger: LedgerStore
+    dead_letters: DeadLetters
+    settings: DetectSettings
+    watch: StalenessWatch | None = None
+    rule_health: RuleHealth | None = None
+    risk: RiskForecasts | None = None
 
     async def handle(self, payload: bytes, entry_id: str) -> list[AlertTransition]:
         """One entry (a reclaimed one): a batch of one."""
@@ -77,7 +68,7 @@ class Detector:
     async def handle_batch(self, entries: Sequence[tuple[bytes, str]]) -> list[AlertTransition]:
         """Apply a batch of (payload, entry id); malformed ones go to the dead-letter stream."""
         accounts, centers = await self._sort(entries)
-        transitions = await self._centers.apply_many(
+        transitions = await self.centers.apply_many(
             {bc_id: _center_steps(snapshots) for bc_id, snapshots in centers.items()}
         )
         transitions += await self._apply_accounts(accounts)
@@ -106,7 +97,7 @@ class Detector:
                 snapshot = parse_snapshot(payload)
             except ValueError as error:
                 metrics.SNAPSHOTS_CONSUMED.labels(outcome="rejected").inc()
-                await self._dead_letters.put(
+                await self.dead_letters.put(
                     source="snapshots",
                     reason="malformed",
                     payload=payload,
@@ -125,7 +116,7 @@ class Detector:
     ) -> list[AlertTransition]:
         if not accounts:
             return []
-        ledgers = await self._ledger.for_advertisers(accounts)
+        ledgers = await self.ledger.for_advertisers(accounts)
         run = RuleRun()
         steps: dict[str, Step[AccountState]] = {}
         # The states the batch leaves behind, of accounts whose balance it brought.
@@ -133,21 +124,21 @@ class Detector:
         for advertiser_id, snapshots in accounts.items():
             ledger = ledgers[advertiser_id]
             each = [
-                partial(evaluate, snapshot=s, ledger=ledger, settings=self._settings, run=run)
+                partial(evaluate, snapshot=s, ledger=ledger, settings=self.settings, run=run)
                 for s in snapshots
             ]
             steps[advertiser_id] = partial(fold, steps=each)
-            if self._risk is not None and any(
+            if self.risk is not None and any(
                 isinstance(s, AccountBalanceSnapshot) for s in snapshots
             ):
                 steps[advertiser_id] = partial(_kept, steps[advertiser_id], after, advertiser_id)
-        transitions = await self._accounts.apply_many(steps)
-        if self._risk is not None and after:
-            await self._risk.record({a: (state, ledgers[a]) for a, state in after.items()})
-        if self._rule_health is not None:
-            await self._rule_health.record(run)
-        if self._watch is not None:
-            await self._watch.seen(
+        transitions = await self.accounts.apply_many(steps)
+        if self.risk is not None and after:
+            await self.risk.record({a: (state, ledgers[a]) for a, state in after.items()})
+        if self.rule_health is not None:
+            await self.rule_health.record(run)
+        if self.watch is not None:
+            await self.watch.seen(
                 s
                 for snapshots in accounts.values()
                 for s in snapshots

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -93,54 +94,51 @@ def mark_stale(
     return Evaluation(episodes.updated(state), transitions)
 
 
+@dataclass(eq=False, slots=True)
 class StalenessWatch:
     """Remembers when each account last had a balance snapshot; flags the silent ones."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        accounts: StateStore[AccountState],
-        streams: StreamSettings,
-        *,
-        interval_s: float,
-        stale_after_s: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._redis = redis
-        self._accounts = accounts
-        self._key = streams.keyspace.fresh()
-        self._interval_s = interval_s
-        self._stale_after_s = stale_after_s
-        self._clock = clock
-        self._started = clock()
-        self._task: asyncio.Task[None] | None = None
+    redis: Redis
+    accounts: StateStore[AccountState]
+    streams: StreamSettings
+    _: KW_ONLY
+    interval_s: float
+    stale_after_s: float
+    clock: Callable[[], float] = time.time
+    _key: str = field(init=False, repr=False)
+    _started: float = field(init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._key = self.streams.keyspace.fresh()
+        self._started = self.clock()
 
     async def seen(self, snapshots: Iterable[AccountBalanceSnapshot]) -> None:
         """Note balance snapshots' arrival: wall time, and the API time each was taken at."""
-        wall = repr(self._clock())
+        wall = repr(self.clock())
         newest_last = sorted(snapshots, key=lambda snapshot: snapshot.observed_at)
         marks = {s.advertiser_id: f"{wall} {s.observed_at.isoformat()}" for s in newest_last}
         if marks:
-            await self._redis.hset(self._key, mapping=marks)  # type: ignore[arg-type]
+            await self.redis.hset(self._key, mapping=marks)  # type: ignore[arg-type]
 
     async def check(self) -> list[AlertTransition]:
         """One pass over every account; returns the transitions it committed."""
-        now = self._clock()
-        if now - self._started < self._stale_after_s:
+        now = self.clock()
+        if now - self._started < self.stale_after_s:
             return []
         transitions: list[AlertTransition] = []
-        fresh = await self._redis.hgetall(self._key)
+        fresh = await self.redis.hgetall(self._key)
         for raw_id, raw_mark in fresh.items():
             wall, _, observed = decoded(raw_mark).partition(" ")
             silent = now - float(wall)
-            if silent <= self._stale_after_s:
+            if silent <= self.stale_after_s:
                 continue
             evaluate = partial(
                 mark_stale,
                 silent_for=timedelta(seconds=silent),
                 last_seen=datetime.fromisoformat(observed),
             )
-            transitions += await self._accounts.apply(decoded(raw_id), evaluate)
+            transitions += await self.accounts.apply(decoded(raw_id), evaluate)
         return transitions
 
     async def __aenter__(self) -> StalenessWatch:
@@ -161,7 +159,7 @@ class StalenessWatch:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(self.interval_s)
             try:
                 await self.check()
             except Exception:  # a Redis hiccup must not end the watch for good
