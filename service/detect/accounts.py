@@ -32,7 +32,7 @@ from service.detect.burndown import grant_history
 from service.detect.ladder import qualifying_spend
 from service.detect.ledger import AccountLedger
 from service.detect.ledger_store import ConfigLedger, RedisLedger
-from service.detect.list_row import CreditFigure, account_figures
+from service.detect.list_row import CreditFigure, ListRow, account_figures, row_from
 from service.detect.state import AccountState, StateCodec
 from service.slot_owner import read_keys
 from workers.contract.wire import money_text
@@ -46,6 +46,7 @@ __all__ = [
     "Balances",
     "LadderView",
     "LiveCredit",
+    "row_view",
 ]
 
 # The StateStore namespace the service role keeps account state under (service/roles.py).
@@ -241,43 +242,53 @@ class AccountsReader:
     def view(
         self, state: AccountState, ledger: AccountLedger, *, history: bool = True
     ) -> AccountView:
-        profile = state.profile
         figures = account_figures(state, ledger, self._settings.detect)
-        burn = figures.burn_per_day
-        return AccountView(
-            advertiser_id=state.advertiser_id,
-            advertiser_name=profile.advertiser_name if profile else "",
-            bc_id=profile.bc_id if profile else "",
-            currency=profile.currency if profile else "XXX",
-            observed_at=state.last_observed_at,
-            balances=Balances(
-                grant=money_text(state.grant),
-                valid_grant=money_text(state.valid_grant),
-                frozen_grant=money_text(state.frozen_grant),
-                cash=money_text(state.valid_cash),
-            ),
-            balance_reminder=state.balance_reminder,
-            cash_shared=state.cash_shared,
-            burn_rate_per_day=money_text(burn) if burn is not None else None,
-            projected_exhaustion_at=figures.runs_out_at,
-            next_expiry_at=figures.next_expiry_at,
+        return row_view(
+            row_from(state, figures),
             credits=[_live_credit(c) for c in figures.credits],
             # Ladder progress measures "today" from state.now, like the other figures.
-            ladders=([_ladder(state, program) for program in ledger.programs] if state.now else []),
-            active_alerts=sorted(
-                (
-                    ActiveAlert(
-                        alert_id=e.alert_id, kind=key.split("|", 1)[0], starts_at=e.starts_at
-                    )
-                    for key, e in state.open.items()
-                ),
-                key=lambda a: (a.starts_at, a.kind),
-            ),
+            ladders=[_ladder(state, program) for program in ledger.programs] if state.now else [],
             grant_history=[
                 BalancePointView(at=at, grant=money_text(grant))
                 for at, grant in (grant_history(state, days=HISTORY_DAYS) if history else [])
             ],
         )
+
+
+def row_view(
+    row: ListRow,
+    *,
+    credits: Sequence[LiveCredit] = (),
+    ladders: Sequence[LadderView] = (),
+    grant_history: Sequence[BalancePointView] = (),
+) -> AccountView:
+    """An account's view from its list row, plus what a row does not carry; without them,
+    the view the status page shows of an account whose state it cannot read now."""
+    return AccountView(
+        advertiser_id=row.advertiser_id,
+        advertiser_name=row.advertiser_name,
+        bc_id=row.bc_id,
+        currency=row.currency,
+        observed_at=row.observed_at,
+        balances=Balances(
+            grant=str(row.grant),
+            valid_grant=str(row.valid_grant),
+            frozen_grant=str(row.frozen_grant),
+            cash=str(row.cash),
+        ),
+        balance_reminder=row.balance_reminder,
+        cash_shared=row.cash_shared,
+        burn_rate_per_day=str(row.burn_per_day) if row.burn_per_day is not None else None,
+        projected_exhaustion_at=row.runs_out_at,
+        next_expiry_at=row.next_expiry_at,
+        credits=list(credits),
+        ladders=list(ladders),
+        active_alerts=[
+            ActiveAlert(alert_id=alert_id, kind=kind, starts_at=since)
+            for alert_id, kind, since in row.alerts
+        ],
+        grant_history=list(grant_history),
+    )
 
 
 def _decode(raw: bytes | str | None) -> AccountState | None:

@@ -50,6 +50,7 @@ __all__ = [
     "decode_row",
     "encode_row",
     "ledger_mark",
+    "row_from",
     "row_of",
 ]
 
@@ -149,7 +150,19 @@ def row_of(
     state: AccountState, ledger: AccountLedger, settings: DetectSettings, version: str = ""
 ) -> ListRow:
     """The account's list row, made from this state (of ``version``) and ledger."""
-    figures = account_figures(state, ledger, settings)
+    return row_from(
+        state,
+        account_figures(state, ledger, settings),
+        version=version,
+        ledger=ledger_mark(ledger, settings),
+    )
+
+
+def row_from(
+    state: AccountState, figures: AccountFigures, *, version: str = "", ledger: str = ""
+) -> ListRow:
+    """The row of this state with its figures already computed (``version`` and ``ledger``
+    as ``row_of`` stores them; a view, which is never stored, leaves them empty)."""
     profile = state.profile
     horizon = state.last_observed_at + EXPIRY_HORIZON if state.last_observed_at else None
     soon = [
@@ -182,7 +195,7 @@ def row_of(
             )
         ),
         version=version,
-        ledger=ledger_mark(ledger, settings),
+        ledger=ledger,
     )
 
 

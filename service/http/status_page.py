@@ -42,7 +42,7 @@ from config.settings import Settings
 from service.deliver.clock import utc_now
 from service.deliver.deliveries import Delivery
 from service.deliver.silences import Silence, Silences
-from service.detect.accounts import AccountsReader, AccountView, ActiveAlert, Balances
+from service.detect.accounts import AccountsReader, AccountView, row_view
 from service.detect.list_row import ListRow
 from service.detect.state import AccountState
 from service.http.account_list import (
@@ -112,35 +112,6 @@ def _chart(view: AccountView, **size: Any) -> Chart | None:
         balance=Decimal(view.balances.valid_grant),
         runs_out=view.projected_exhaustion_at,
         **size,
-    )
-
-
-def _row_view(row: ListRow) -> AccountView:
-    """A list row as a view without credits, ladders or history (its state unreadable now)."""
-    return AccountView(
-        advertiser_id=row.advertiser_id,
-        advertiser_name=row.advertiser_name,
-        bc_id=row.bc_id,
-        currency=row.currency,
-        observed_at=row.observed_at,
-        balances=Balances(
-            grant=str(row.grant),
-            valid_grant=str(row.valid_grant),
-            frozen_grant=str(row.frozen_grant),
-            cash=str(row.cash),
-        ),
-        balance_reminder=row.balance_reminder,
-        cash_shared=row.cash_shared,
-        burn_rate_per_day=str(row.burn_per_day) if row.burn_per_day is not None else None,
-        projected_exhaustion_at=row.runs_out_at,
-        next_expiry_at=row.next_expiry_at,
-        credits=[],
-        ladders=[],
-        active_alerts=[
-            ActiveAlert(alert_id=alert_id, kind=kind, starts_at=since)
-            for alert_id, kind, since in row.alerts
-        ],
-        grant_history=[],
     )
 
 
@@ -291,7 +262,7 @@ class StatusPages:
         rows = [
             {"view": v, "chart": self._list_chart(v), "forfeit": r.projected_forfeit}
             for r in page.rows
-            for v in [full.get(r.advertiser_id) or _row_view(r)]
+            for v in [full.get(r.advertiser_id) or row_view(r)]
         ]
         return _TEMPLATES.get_template("status.html.j2").render(
             rows=rows,
