@@ -5,14 +5,19 @@ an operator can inspect it (``XRANGE <prefix>:deadletter - +``) and replay it on
 
 Usage::
 
-    await DeadLetters(redis, settings.streams).put(
+    dead_letters = DeadLetters(redis, settings.streams)
+    await dead_letters.put(
         source="snapshots", reason="validation", payload=raw, error=str(exc), entry_id=msg_id
     )
+    # a batch of (payload, entry id): the parsed ones, the malformed set aside
+    snapshots = await dead_letters.parsed(entries, parse_snapshot, source="snapshots")
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
@@ -23,6 +28,8 @@ from service import metrics
 __all__ = ["DeadLetters"]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Enough to see what was wrong; a hostile multi-megabyte entry is not copied whole.
 _MAX_PAYLOAD = 64 * 1024
@@ -63,3 +70,22 @@ class DeadLetters:
         log.warning(
             "deadletter.put", source=source, reason=reason, entry_id=entry_id, error=error[:300]
         )
+
+    async def parsed(
+        self, entries: Sequence[tuple[bytes, str]], parse: Callable[[bytes], T], *, source: str
+    ) -> list[T]:
+        """A batch of stream entries (payload, entry id) parsed, in stream order; the ones
+        ``parse`` refuses (ValueError) are set aside here as malformed."""
+        out: list[T] = []
+        for payload, entry_id in entries:
+            try:
+                out.append(parse(payload))
+            except ValueError as error:
+                await self.put(
+                    source=source,
+                    reason="malformed",
+                    payload=payload,
+                    error=str(error),
+                    entry_id=entry_id,
+                )
+        return out

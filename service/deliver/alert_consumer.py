@@ -67,18 +67,7 @@ class Notifier:
     async def handle_batch(self, entries: Sequence[tuple[bytes, str]]) -> None:
         """Route a batch of (payload, entry id), in stream order; malformed ones go to the
         dead-letter stream. The batch joins its groups in one round trip."""
-        transitions: list[AlertTransition] = []
-        for payload, entry_id in entries:
-            try:
-                transitions.append(parse_transition(payload))
-            except ValueError as error:
-                await self.dead_letters.put(
-                    source="alerts",
-                    reason="malformed",
-                    payload=payload,
-                    error=str(error),
-                    entry_id=entry_id,
-                )
+        transitions = await self.dead_letters.parsed(entries, parse_transition, source="alerts")
         if not transitions:
             return
         # Before routing: a source nobody is routed to still inhibits.

@@ -92,19 +92,10 @@ class Detector:
         ones set aside on the dead-letter stream."""
         accounts: dict[str, list[AccountSnapshot]] = {}
         centers: dict[str, list[CenterSnapshot]] = {}
-        for payload, entry_id in entries:
-            try:
-                snapshot = parse_snapshot(payload)
-            except ValueError as error:
-                metrics.SNAPSHOTS_CONSUMED.labels(outcome="rejected").inc()
-                await self.dead_letters.put(
-                    source="snapshots",
-                    reason="malformed",
-                    payload=payload,
-                    error=str(error),
-                    entry_id=entry_id,
-                )
-                continue
+        snapshots = await self.dead_letters.parsed(entries, parse_snapshot, source="snapshots")
+        if rejected := len(entries) - len(snapshots):
+            metrics.SNAPSHOTS_CONSUMED.labels(outcome="rejected").inc(rejected)
+        for snapshot in snapshots:
             if isinstance(snapshot, SourceStatusSnapshot | BcBalanceSnapshot):
                 centers.setdefault(snapshot.bc_id, []).append(snapshot)
             else:
