@@ -54,15 +54,15 @@ class AppriseReceiver(JsonApiReceiver[AppriseReceiverSettings]):
         return {"accept": "application/json"}
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
-        body = build_request(delivery, self._renderer, self._settings.tag)
-        return [(self._settings.url.get_secret_value(), body)]
+        body = build_request(delivery, self.renderer, self.settings.tag)
+        return [(self.settings.url.get_secret_value(), body)]
 
     def read(self, reply: Reply) -> Outcome:
         if reply.status == 204:
             return Outcome.failed(
                 "HTTP 204: the Apprise server has no configuration for the key", 204
             )
-        outcome = reply.outcome(self._clock())
+        outcome = reply.outcome(self.clock())
         if reply.status == 424:
             return Outcome.retry(f"{outcome.detail} (a service behind Apprise failed)", 424)
         return outcome

@@ -9,6 +9,7 @@ Usage::
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 from config.notify import ConsoleReceiverSettings
@@ -28,17 +29,16 @@ def format_line(transition: AlertTransition, *, repeat: bool = False) -> str:
     )
 
 
+@dataclass(eq=False, repr=False)
 class ConsoleReceiver(ConfiguredReceiver[ConsoleReceiverSettings]):
     """Prints every transition; it never fails, so it never retries."""
 
     kind = "console"
 
-    def __init__(self, settings: ConsoleReceiverSettings, stream: TextIO | None = None) -> None:
-        super().__init__(settings)
-        self._stream = stream
+    stream: TextIO | None = None
 
     async def attempt(self, delivery: Delivery) -> Outcome:
-        stream = self._stream or sys.stdout
+        stream = self.stream or sys.stdout
         for transition in delivery.transitions:
             print(format_line(transition, repeat=delivery.repeat), file=stream, flush=True)
         return Outcome.delivered()

@@ -120,10 +120,10 @@ class DiscordReceiver(JsonApiReceiver[DiscordReceiverSettings]):
     kind = "discord"
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
-        message = build_message(delivery, self._renderer, self._links)
-        return [(self._settings.url.get_secret_value(), message)]
+        message = build_message(delivery, self.renderer, self.links)
+        return [(self.settings.url.get_secret_value(), message)]
 
     def read(self, reply: Reply) -> Outcome:
         answer = reply.json()
         wait = seconds(answer.get("retry_after")) if isinstance(answer, dict) else None
-        return reply.outcome(self._clock(), retry_after_s=wait)
+        return reply.outcome(self.clock(), retry_after_s=wait)

@@ -16,7 +16,7 @@ Usage::
 
     class MyReceiver(JsonApiReceiver[MySettings]):
         kind = "my"
-        def requests(self, delivery): return [(self._settings.url, {"text": "..."})]
+        def requests(self, delivery): return [(self.settings.url, {"text": "..."})]
 """
 
 from __future__ import annotations
@@ -151,25 +151,17 @@ class JsonApiConfig(ReceiverConfig, Protocol):
 C = TypeVar("C", bound=JsonApiConfig)
 
 
+@dataclass(eq=False, repr=False)
 class JsonApiReceiver(ConfiguredReceiver[C]):
     """A receiver whose attempt is JSON POSTs: a subclass says what to post (``requests``),
     with which ``headers``, and may read the reply its own way (``read``)."""
 
     kind = "json"
 
-    def __init__(
-        self,
-        settings: C,
-        http: httpx.AsyncClient,
-        renderer: Renderer,
-        links: AlertLinks,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(settings)
-        self._http = http
-        self._renderer = renderer
-        self._links = links
-        self._clock = clock
+    http: httpx.AsyncClient
+    renderer: Renderer
+    links: AlertLinks
+    clock: Clock = utc_now
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
         """(url, body) to POST, in order."""
@@ -179,15 +171,15 @@ class JsonApiReceiver(ConfiguredReceiver[C]):
         return {}
 
     def read(self, reply: Reply) -> Outcome:
-        return reply.outcome(self._clock())
+        return reply.outcome(self.clock())
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         if not delivery.transitions:
             return Outcome.failed(f"{self.kind} takes alerts, not digests")
         return await post_each(
-            self._http,
+            self.http,
             self.requests(delivery),
             headers=self.headers(),
-            timeout_s=self._settings.timeout_s,
+            timeout_s=self.settings.timeout_s,
             read=self.read,
         )

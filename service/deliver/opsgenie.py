@@ -67,14 +67,14 @@ class OpsgenieReceiver(JsonApiReceiver[OpsgenieReceiverSettings]):
     kind = "opsgenie"
 
     def headers(self) -> dict[str, str]:
-        return {"authorization": f"GenieKey {self._settings.api_key.get_secret_value()}"}
+        return {"authorization": f"GenieKey {self.settings.api_key.get_secret_value()}"}
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
         return [self._request(t) for t in delivery.transitions]
 
     def _request(self, transition: AlertTransition) -> tuple[str, Mapping[str, Any]]:
-        base = self._settings.url.rstrip("/") + "/v2/alerts"
+        base = self.settings.url.rstrip("/") + "/v2/alerts"
         if transition.status == "resolved":
             alias = quote(transition.alert_id, safe="")
             return f"{base}/{alias}/close?identifierType=alias", close_request(transition)
-        return base, create_request(transition, self._links)
+        return base, create_request(transition, self.links)

@@ -71,5 +71,5 @@ class PagerDutyReceiver(JsonApiReceiver[PagerDutyReceiverSettings]):
     kind = "pagerduty"
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
-        key = self._settings.routing_key.get_secret_value()
-        return [(self._settings.url, event(t, key, self._links)) for t in delivery.transitions]
+        key = self.settings.routing_key.get_secret_value()
+        return [(self.settings.url, event(t, key, self.links)) for t in delivery.transitions]

@@ -86,16 +86,18 @@ class ReceiverConfig(Protocol):
 C = TypeVar("C", bound=ReceiverConfig)
 
 
+# Receivers are dataclasses of what they are built with, without a generated repr: their
+# settings carry credentials (webhook URLs, API keys), which must not reach a log line.
+@dataclass(eq=False, repr=False)
 class ConfiguredReceiver(Generic[C]):
     """The part of a receiver that comes straight from its settings: name and rate limit."""
 
-    def __init__(self, settings: C) -> None:
-        self._settings = settings
+    settings: C
 
     @property
     def name(self) -> str:
-        return self._settings.name
+        return self.settings.name
 
     @property
     def rate_limit_per_s(self) -> float | None:
-        return self._settings.rate_limit_per_s
+        return self.settings.rate_limit_per_s

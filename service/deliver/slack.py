@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -108,44 +109,35 @@ def build_digest_message(digest: Digest, renderer: Renderer) -> dict[str, Any]:
     return {"text": digest.title, "blocks": blocks, "attachments": []}
 
 
+@dataclass(eq=False, repr=False)
 class SlackReceiver(ConfiguredReceiver[SlackReceiverSettings]):
     kind = "slack"
 
-    def __init__(
-        self,
-        settings: SlackReceiverSettings,
-        renderer: Renderer,
-        http: httpx.AsyncClient,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(settings)
-        self._renderer = renderer
-        self._http = http
-        self._clock = clock
+    renderer: Renderer
+    http: httpx.AsyncClient
+    clock: Clock = utc_now
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         if delivery.digest is not None:
-            message = build_digest_message(delivery.digest, self._renderer)
+            message = build_digest_message(delivery.digest, self.renderer)
         else:
-            message = build_message(delivery, self._renderer)
+            message = build_message(delivery, self.renderer)
         # One POST, no retries in memory: the durable schedule retries.
         body = json.dumps(message)
         try:
             reply = await post(
-                self._http,
-                self._settings.url.get_secret_value(),
+                self.http,
+                self.settings.url.get_secret_value(),
                 content=body,
                 headers={"content-type": "application/json; charset=utf-8"},
-                timeout_s=self._settings.timeout_s,
+                timeout_s=self.settings.timeout_s,
             )
         except (TimeoutError, httpx.TimeoutException):
-            return Outcome.retry(f"timeout after {self._settings.timeout_s:g} s")
+            return Outcome.retry(f"timeout after {self.settings.timeout_s:g} s")
         except httpx.TransportError as error:
             return Outcome.retry(f"transport error: {type(error).__name__}")
         retry_after = reply.headers.get("retry-after")
-        outcome = outcome_of(
-            reply.status_code, retry_after, self._clock(), client_errors_final=True
-        )
+        outcome = outcome_of(reply.status_code, retry_after, self.clock(), client_errors_final=True)
         encoded = reply.headers.get("content-encoding", "identity") != "identity"
         if outcome.result != "delivered" and reply.body and not encoded:
             # Slack's answer is a word ("invalid_payload"): worth keeping, as printable text.

@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -54,20 +55,17 @@ def build_email(
     return message
 
 
+@dataclass(eq=False, repr=False)
 class EmailReceiver(ConfiguredReceiver[EmailReceiverSettings]):
     kind = "email"
 
-    def __init__(
-        self, settings: EmailReceiverSettings, renderer: Renderer, clock: Clock = utc_now
-    ) -> None:
-        super().__init__(settings)
-        self._renderer = renderer
-        self._clock = clock
+    renderer: Renderer
+    clock: Clock = utc_now
 
     async def attempt(self, delivery: Delivery) -> Outcome:
-        settings = self._settings
+        settings = self.settings
         try:
-            message = build_email(delivery, self._renderer, settings, self._clock)
+            message = build_email(delivery, self.renderer, settings, self.clock)
         except jinja2.TemplateError as error:
             return Outcome.failed(f"template error: {error}")
         password = settings.password.get_secret_value() if settings.password else None

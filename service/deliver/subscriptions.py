@@ -35,6 +35,7 @@ import base64
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -162,26 +163,19 @@ class SubscriptionKinds(Mapping[str, str]):
         return len(self._configured)
 
 
+@dataclass(eq=False, repr=False)
 class GuardedWebhook(WebhookReceiver):
     """A subscription's webhook receiver that refuses, at each attempt, a non-public URL.
 
     The address is checked again where it is connected to (``url_guard.guarded_client``):
     this first check gives a clear reason, that one closes the rebinding window."""
 
-    def __init__(
-        self,
-        settings: WebhookReceiverSettings,
-        http: httpx.AsyncClient,
-        clock: Clock = utc_now,
-        *,
-        allow_private: bool,
-    ) -> None:
-        super().__init__(settings, http, clock)
-        self._allow_private = allow_private
+    _: KW_ONLY
+    allow_private: bool
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         try:
-            await check_subscriber_url(self._settings.url, allow_private=self._allow_private)
+            await check_subscriber_url(self.settings.url, allow_private=self.allow_private)
         except UnsafeUrl as error:
             return Outcome.failed(f"{REFUSED}: {error}")
         return await super().attempt(delivery)

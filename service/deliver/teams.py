@@ -107,5 +107,5 @@ class TeamsReceiver(JsonApiReceiver[TeamsReceiverSettings]):
     kind = "teams"
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
-        message = build_message(delivery, self._renderer, self._links)
-        return [(self._settings.url.get_secret_value(), message)]
+        message = build_message(delivery, self.renderer, self.links)
+        return [(self.settings.url.get_secret_value(), message)]

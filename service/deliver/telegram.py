@@ -101,11 +101,11 @@ class TelegramReceiver(JsonApiReceiver[TelegramReceiverSettings]):
     kind = "telegram"
 
     def requests(self, delivery: Delivery) -> list[tuple[str, Mapping[str, Any]]]:
-        token = self._settings.bot_token.get_secret_value()
-        url = f"{self._settings.api_url.rstrip('/')}/bot{token}/sendMessage"
+        token = self.settings.bot_token.get_secret_value()
+        url = f"{self.settings.api_url.rstrip('/')}/bot{token}/sendMessage"
         body = {
-            "chat_id": self._settings.chat_id,
-            "text": build_text(delivery, self._renderer, self._links),
+            "chat_id": self.settings.chat_id,
+            "text": build_text(delivery, self.renderer, self.links),
             "parse_mode": "HTML",
             "link_preview_options": {"is_disabled": True},
         }
@@ -115,4 +115,4 @@ class TelegramReceiver(JsonApiReceiver[TelegramReceiverSettings]):
         answer = reply.json()
         parameters = answer.get("parameters") if isinstance(answer, dict) else None
         wait = seconds(parameters.get("retry_after")) if isinstance(parameters, dict) else None
-        return reply.outcome(self._clock(), retry_after_s=wait)
+        return reply.outcome(self.clock(), retry_after_s=wait)

@@ -17,6 +17,8 @@ Usage::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import httpx
 from standardwebhooks import Webhook
 
@@ -31,18 +33,18 @@ from workers.contract import wire
 __all__ = ["WebhookReceiver"]
 
 
+@dataclass(eq=False, repr=False)
 class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
     """One subscriber endpoint with its secret."""
 
     kind = "webhook"
 
-    def __init__(
-        self, settings: WebhookReceiverSettings, http: httpx.AsyncClient, clock: Clock = utc_now
-    ) -> None:
-        super().__init__(settings)
-        self._http = http
-        self._signers = [Webhook(s.get_secret_value()) for s in settings.signing_secrets]
-        self._clock = clock
+    http: httpx.AsyncClient
+    clock: Clock = utc_now
+    _signers: list[Webhook] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._signers = [Webhook(s.get_secret_value()) for s in self.settings.signing_secrets]
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         if len(delivery.transitions) != 1:
@@ -59,19 +61,19 @@ class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
         }
         try:
             response = await post(
-                self._http,
-                self._settings.url,
+                self.http,
+                self.settings.url,
                 content=body,
                 headers=headers,
-                timeout_s=self._settings.timeout_s,
+                timeout_s=self.settings.timeout_s,
             )
         except (TimeoutError, httpx.TimeoutException):
-            return Outcome.retry(f"timeout after {self._settings.timeout_s:g} s")
+            return Outcome.retry(f"timeout after {self.settings.timeout_s:g} s")
         except httpx.TransportError as error:
             return Outcome.retry(f"transport error: {type(error).__name__}")
         return outcome_of(
             response.status_code,
             response.headers.get("retry-after"),
-            self._clock(),
+            self.clock(),
             client_errors_final=False,
         )
