@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from config.settings import DetectSettings
 from service.detect.episodes import Messages, Rule, Subject, Value, flag_text, sync_state, who
-from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
@@ -25,12 +24,10 @@ FROZEN = "credit.frozen"
 
 def evaluate(
     state: AccountState,
-    snapshot: AccountSnapshot,
+    snapshot: AccountBalanceSnapshot,
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
-    if not isinstance(snapshot, AccountBalanceSnapshot):
-        return state, []
     frozen = state.frozen_grant
 
     def say(subject: Subject) -> Messages:
