@@ -1,8 +1,7 @@
 """The one evaluator: record a snapshot's fact, then run every account rule on the result.
 
 Each rule is a pure function ``(state, snapshot, ledger, settings) -> (state, transitions)``
-in its own module; a rule of one kind of snapshot is typed for that kind and registered
-``reading`` it. They run in a fixed order on the state ``facts.record`` produced, and the
+in its own module; they run in a fixed order on the state ``facts.record`` produced, and the
 final state and all transitions are committed together by ``StateStore.apply``. A rule that
 raises is skipped for that snapshot, the others still run (``rule_failures``).
 
@@ -12,9 +11,6 @@ Usage::
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import TypeVar
 
 from config.settings import DetectSettings
 from service.detect import (
@@ -35,44 +31,17 @@ from service.detect.ledger import AccountLedger
 from service.detect.rule_failures import AccountRule, RuleRun
 from service.detect.state import AccountState, Evaluation
 from workers.contract.alerts import AlertTransition
-from workers.contract.snapshots import AccountBalanceSnapshot, CreditTransactionSnapshot
 
-__all__ = ["RULES", "AccountRule", "evaluate", "reading"]
-
-S = TypeVar("S", bound=AccountSnapshot)
-
-
-def reading(
-    kind: type[S],
-    rule: Callable[
-        [AccountState, S, AccountLedger, DetectSettings],
-        tuple[AccountState, list[AlertTransition]],
-    ],
-) -> AccountRule:
-    """``rule``, which reads one kind of snapshot, as a rule of every snapshot: on the other
-    kinds it leaves the state as it is."""
-
-    def run(
-        state: AccountState,
-        snapshot: AccountSnapshot,
-        ledger: AccountLedger,
-        settings: DetectSettings,
-    ) -> tuple[AccountState, list[AlertTransition]]:
-        if not isinstance(snapshot, kind):
-            return state, []
-        return rule(state, snapshot, ledger, settings)
-
-    return run
-
+__all__ = ["RULES", "AccountRule", "evaluate"]
 
 # By name, in the order they run; the name labels the rule's errors (metric, /readyz).
 RULES: dict[str, AccountRule] = {
-    "staleness": reading(AccountBalanceSnapshot, staleness.evaluate),
-    "credit_balance": reading(AccountBalanceSnapshot, credit_balance.evaluate),
+    "staleness": staleness.evaluate,
+    "credit_balance": credit_balance.evaluate,
     "forecast": forecast.evaluate,
-    "frozen": reading(AccountBalanceSnapshot, frozen.evaluate),
+    "frozen": frozen.evaluate,
     "cash": cash.evaluate,
-    "issued": reading(CreditTransactionSnapshot, issued.evaluate),
+    "issued": issued.evaluate,
     "expiry": expiry.evaluate,
     "discount": discount.evaluate,
     "ladder": ladder.evaluate,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from config.settings import DetectSettings
 from service.detect.episodes import Messages, Rule, Subject, Value, flag_text, sync_state, who
+from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
@@ -24,10 +25,12 @@ FROZEN = "credit.frozen"
 
 def evaluate(
     state: AccountState,
-    snapshot: AccountBalanceSnapshot,
+    snapshot: AccountSnapshot,
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
+    if not isinstance(snapshot, AccountBalanceSnapshot):
+        return state, []
     frozen = state.frozen_grant
 
     def say(subject: Subject) -> Messages:

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from config.redis_text import decoded
 from config.settings import DetectSettings, StreamSettings
 from service.detect.episodes import Episodes, Rule, Value, close, open_, subject_of, who
+from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, Evaluation, StateStore
 from workers.contract.alerts import AlertTransition
@@ -46,12 +47,12 @@ STALE = "data.stale"
 
 def evaluate(
     state: AccountState,
-    snapshot: AccountBalanceSnapshot,
+    snapshot: AccountSnapshot,
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
     """A fresh balance snapshot ends a stale episode."""
-    if STALE not in state.open:
+    if not isinstance(snapshot, AccountBalanceSnapshot) or STALE not in state.open:
         return state, []
     episodes = Episodes.of(state)
     subject = subject_of(state)
