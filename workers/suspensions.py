@@ -6,8 +6,10 @@ would burn every retry inside a suspension, so throttling that persists is told 
 an endpoint that has answered only throttles, with no success from any caller, for
 ``persistent_s`` (and at least three times) is suspended. It then pauses for ``pause_s``:
 callers wait in ``admit`` instead of sending; when the pause ends one caller probes, the others
-wait for its outcome; a throttled probe pauses the endpoint again at once, a success ends the
-suspension for all.
+wait for its outcome; a throttled probe pauses the endpoint again at once, for twice as long
+as before (up to ``MAX_PAUSE_GROWTH`` times ``pause_s``), a success ends the suspension for all.
+The growth matters where the API counts refused calls against its limit too: probes of
+several endpoints, each on a fixed pause, can by themselves keep an app over it for good.
 
 Each pause is logged, counted (``creditwatch_api_suspensions_total``), shown by
 ``creditwatch_api_suspended{endpoint}`` (apps with the endpoint paused) and reported to
@@ -33,12 +35,14 @@ import structlog
 
 from workers.metrics import API_SUSPENDED, API_SUSPENSIONS
 
-__all__ = ["MIN_THROTTLES", "Pause", "PauseListener", "Suspensions"]
+__all__ = ["MAX_PAUSE_GROWTH", "MIN_THROTTLES", "Pause", "PauseListener", "Suspensions"]
 
 log = structlog.get_logger(__name__)
 
 # A suspension answers every call; fewer throttles than this in a row are not evidence of one.
 MIN_THROTTLES = 3
+# A pause renewed again and again grows to at most this many times ``pause_s``.
+MAX_PAUSE_GROWTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ PauseListener = Callable[[str, str, Pause | None], None]
 class _Paused:
     pause: Pause
     until: float  # monotonic
+    length_s: float
     probing: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -161,14 +166,17 @@ class Suspensions:
         wall = self.wall()
         previous = self._paused.get(endpoint)
         since = previous.pause.since if previous is not None else wall
+        length_s = self.pause_s
+        if previous is not None:
+            length_s = min(previous.length_s * 2, self.pause_s * MAX_PAUSE_GROWTH)
         pause = Pause(
             app=self.app,
             endpoint=endpoint,
             since=since,
-            until=wall + timedelta(seconds=self.pause_s),
+            until=wall + timedelta(seconds=length_s),
             code=code,
         )
-        entry = _Paused(pause, until=now + self.pause_s)
+        entry = _Paused(pause, until=now + length_s, length_s=length_s)
         self._paused[endpoint] = entry
         self._streaks.pop(endpoint, None)
         if previous is not None:

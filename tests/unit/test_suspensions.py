@@ -10,7 +10,7 @@ from service.detect import center
 from service.detect.state import CenterState
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import SourceStatusSnapshot
-from workers.suspensions import Pause, Suspensions
+from workers.suspensions import MAX_PAUSE_GROWTH, Pause, Suspensions
 
 ENDPOINT = "/advertiser/balance/get/"
 # One fake wall clock for the whole module: 2026-03-01 plus the fake monotonic seconds.
@@ -149,6 +149,29 @@ async def test_a_throttled_probe_renews_the_pause_for_everyone() -> None:
     waiter = asyncio.create_task(paused.admit(ENDPOINT))
     await waiter
     assert time.now >= 603.0
+
+
+async def test_each_renewal_doubles_the_pause_up_to_its_cap() -> None:
+    # Probes on a fixed pause from several endpoints can keep an app over a limit that counts
+    # refused calls too: a renewed pause grows, so the probes thin out.
+    time = FakeTime()
+    paused = suspensions(time)
+    throttle_for_3_s(paused, time)
+    lengths = [paused.active()[0].until - paused.active()[0].since]
+    for _ in range(5):
+        await paused.admit(ENDPOINT)  # the probe, after the pause ...
+        pause = paused.throttled(ENDPOINT, 40100)  # ... throttled again
+        assert pause is not None
+        lengths.append(pause.until - time.wall())
+    assert [length.total_seconds() for length in lengths] == [300, 600, 1200, 2400, 2400, 2400]
+    assert MAX_PAUSE_GROWTH * 300 == 2400
+    paused.succeeded(ENDPOINT)
+    start = time.now
+    for step in (0.0, 1.5, 3.0):  # a new suspension, later: it starts from pause_s again
+        time.now = start + step
+        paused.throttled(ENDPOINT, 40100)
+    [fresh] = paused.active()
+    assert fresh.until - fresh.since == timedelta(seconds=300)
 
 
 async def test_an_inconclusive_probe_lets_another_caller_probe() -> None:
