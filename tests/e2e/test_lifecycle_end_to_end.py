@@ -145,10 +145,12 @@ async def _settle(
             state = await store.load(advertiser_id)
             if state is None or state.last_observed_at is None:
                 return False
-            costs = state.spend.get("bc_cost", SpendDays())
-            if state.last_observed_at < sim_time or not costs:
+            if state.last_observed_at < sim_time:
                 return False
-            if max(f.observed_at for f in costs.values()) < sim_time:
+            # The day of ``sim_time`` read since: a sweep reads today, then the days before,
+            # so a fresh read of an older day says nothing of today's figure.
+            today = state.spend.get("bc_cost", SpendDays()).get(sim_time.date())
+            if today is None or today.observed_at < sim_time:
                 return False
         return True
 
