@@ -26,7 +26,7 @@ from service.deliver.clock import FakeClock
 from service.deliver.discord import embed_characters
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
 from workers.contract.alerts import AlertTransition
@@ -75,12 +75,11 @@ async def send(notify: NotifyPipeline, clock: FakeClock, batch: Sequence[AlertTr
 
 
 async def test_teams_gets_a_workflows_message_with_an_adaptive_card(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, http: httpx.AsyncClient, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(202, b"")) as teams:
         receiver = {"type": "teams", "name": "teams", "url": f"{teams.url}/workflows/abc"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(2))
     [request] = teams.requests
     message = request.json
@@ -107,13 +106,12 @@ async def test_teams_gets_a_workflows_message_with_an_adaptive_card(
 
 
 async def test_teams_message_stays_under_28_kb_and_a_413_is_dead_lettered_not_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     too_large = Answer(413, {"error": {"code": "RequestEntityTooLarge"}})
     async with RecordingServer(default=too_large) as teams:
         receiver = {"type": "teams", "name": "teams", "url": teams.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(60, summary=LONG))
         for _ in range(4):
             clock.advance(3600)
@@ -132,14 +130,13 @@ async def test_teams_message_stays_under_28_kb_and_a_413_is_dead_lettered_not_re
 
 
 async def test_teams_429_waits_for_its_retry_after_header(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
     # Power Automate throttles a flow with 429 and a Retry-After in seconds.
-    clock = FakeClock(T0)
     throttled = Answer(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "20"})
     async with RecordingServer([throttled], default=Answer(202, b"")) as teams:
         receiver = {"type": "teams", "name": "teams", "url": teams.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
         clock.advance(19)
         await notify.run_once()
@@ -153,12 +150,11 @@ async def test_teams_429_waits_for_its_retry_after_header(
 
 
 async def test_discord_embeds_keep_to_discords_limits(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(204, b"")) as discord:
         receiver = {"type": "discord", "name": "dc", "url": f"{discord.url}/api/webhooks/1/x"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(12, summary=LONG, name="@everyone " + "N" * 300))
     [request] = discord.requests
     message = request.json
@@ -179,15 +175,14 @@ async def test_discord_embeds_keep_to_discords_limits(
 
 
 async def test_discord_single_alert_is_whole_and_429_waits_for_retry_after(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     limited = Answer(
         429, {"message": "You are being rate limited.", "retry_after": 12.5, "global": False}
     )
     async with RecordingServer([limited], default=Answer(204, b"")) as discord:
         receiver = {"type": "discord", "name": "dc", "url": discord.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
         clock.advance(12)
         await notify.run_once()
@@ -205,9 +200,8 @@ async def test_discord_single_alert_is_whole_and_429_waits_for_retry_after(
 
 
 async def test_telegram_send_message_is_escaped_html_within_4096_characters(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     ok = Answer(200, {"ok": True, "result": {"message_id": 1}})
     async with RecordingServer(default=ok) as telegram:
         receiver = {
@@ -217,7 +211,7 @@ async def test_telegram_send_message_is_escaped_html_within_4096_characters(
             "chat_id": -1001234,
             "api_url": telegram.url,
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(3, summary="<b>" + LONG, name="Shop & <Co>"))
     [request] = telegram.requests
     assert request.path == f"/bot{TOKEN}/sendMessage"
@@ -235,9 +229,8 @@ async def test_telegram_send_message_is_escaped_html_within_4096_characters(
 
 
 async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_token(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     limited = Answer(
         429,
         {
@@ -258,7 +251,7 @@ async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_to
             "chat_id": "@creditops",
             "api_url": telegram.url,
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
         clock.advance(19)
         await notify.run_once()
@@ -276,9 +269,8 @@ async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_to
 
 
 async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     failed_downstream = Answer(424, {"error": "One or more notification could not be sent."})
     async with RecordingServer([failed_downstream]) as apprise:
         receiver = {
@@ -287,7 +279,7 @@ async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
             "url": f"{apprise.url}/notify/finance",
             "tag": "lark",
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         [firing] = alerts(1)
         await send(notify, clock, [firing])
         clock.advance(5)
@@ -309,12 +301,11 @@ async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
 
 
 async def test_apprise_204_no_configuration_is_final(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(204, b"")) as apprise:
         receiver = {"type": "apprise", "name": "lark", "url": f"{apprise.url}/notify/none"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
         clock.advance(3600)
         await notify.run_once()

@@ -12,14 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from config.notify import NotifySettings
 from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, transition
+from tests.support.notify import NotifyWith, notify_settings, transition
 from tests.support.receiver import SECRET, Reply, SlackSink, WebhookSink
 
 AT_ONCE = {"group_wait": 0, "group_interval": 0}
@@ -43,16 +42,15 @@ async def exhaust_retries(notify: NotifyPipeline, clock: FakeClock) -> None:
 
 
 async def test_what_the_first_receiver_could_not_deliver_goes_to_its_fallback_once(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink([Reply(500)] * 20) as broken, WebhookSink() as backup:
         configured = notify_settings(
             settings,
             receivers=[hook("primary", broken.url, fallback="backup"), hook("backup", backup.url)],
             route={"receiver": "primary", **AT_ONCE},
         )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         firing = transition()
         await notify.notifier.handle(firing.to_json(), "1-0")
         await exhaust_retries(notify, clock)
@@ -72,9 +70,8 @@ async def test_what_the_first_receiver_could_not_deliver_goes_to_its_fallback_on
 
 
 async def test_a_grouped_message_falls_back_to_a_webhook_one_transition_each(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink([Reply(500)] * 20) as slack, WebhookSink() as backup:
         configured = notify_settings(
             settings,
@@ -84,7 +81,7 @@ async def test_a_grouped_message_falls_back_to_a_webhook_one_transition_each(
             ],
             route={"receiver": "chat", **AT_ONCE, "group_by": ["kind"]},
         )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         await notify.notifier.handle(transition(advertiser_id="71").to_json(), "1-0")
         await notify.notifier.handle(transition(advertiser_id="72").to_json(), "2-0")
         await exhaust_retries(notify, clock)

@@ -14,7 +14,6 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from config.notify import InhibitRule, NotifySettings
 from config.settings import Settings
@@ -23,7 +22,7 @@ from service.deliver.deliveries import Delivery
 from service.deliver.inhibit import inhibition_of
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.receiver import WebhookSink
 from workers.contract.alerts import AlertTransition
 
@@ -56,19 +55,14 @@ def hooked(settings: Settings, sink: WebhookSink, **notify: Any) -> Settings:
     return notify_settings(settings, receivers=[hook], route=route, **notify)
 
 
-def make(settings: Settings, redis: Redis, http: httpx.AsyncClient, clock: FakeClock) -> Any:
-    return pipeline(settings, redis, http, clock, console=io.StringIO())
-
-
 def low(advertiser_id: str = "71") -> AlertTransition:
     return transition("credit.low", severity="warning", advertiser_id=advertiser_id, grant="3")
 
 
 async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
     counted = {"receiver": "ops", "outcome": "inhibited"}
     before = REGISTRY.get_sample_value("creditwatch_deliveries_total", counted) or 0
     exhausted = transition()  # credit.exhausted for 71
@@ -102,10 +96,9 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
 
 
 async def test_a_target_that_resolves_while_inhibited_is_never_sent(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
     exhausted, target = transition(), low()
     await notify.notifier.handle(exhausted.to_json(), "1-0")
     await notify.notifier.handle(target.to_json(), "2-0")
@@ -123,10 +116,9 @@ async def test_a_target_that_resolves_while_inhibited_is_never_sent(
 
 
 async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink, repeat_interval="4h"), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink, repeat_interval="4h"), console=io.StringIO())
     target = low()
     await notify.notifier.handle(target.to_json(), "1-0")
     await notify.run_once()
@@ -148,9 +140,8 @@ async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
 
 
 async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     rules = [
         {
             "source_match": {"kind": "data.stale"},
@@ -165,7 +156,7 @@ async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
         default_inhibit_rules=False,
         account_labels={"71": {"team": "growth"}, "72": {"team": "growth"}, "73": {"team": "x"}},
     )
-    notify = make(configured, redis_client, http, clock)
+    notify = notify_with(configured, console=io.StringIO())
     await notify.notifier.handle(transition("data.stale", advertiser_id="71").to_json(), "1-0")
     await notify.notifier.handle(transition(advertiser_id="72").to_json(), "2-0")
     await notify.notifier.handle(transition(advertiser_id="73").to_json(), "3-0")
@@ -179,10 +170,9 @@ async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
 
 
 async def test_without_the_defaults_exhausted_does_not_mute_low(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink, default_inhibit_rules=False), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink, default_inhibit_rules=False), console=io.StringIO())
     await notify.notifier.handle(transition().to_json(), "1-0")
     await notify.notifier.handle(low().to_json(), "2-0")
     await notify.run_once()

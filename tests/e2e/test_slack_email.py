@@ -11,11 +11,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.receiver import Reply, SlackSink
 from tests.support.smtp_server import SmtpSink
 
@@ -45,11 +44,10 @@ def email_settings(settings: Settings, smtp: SmtpSink, **receiver: object) -> Se
 
 
 async def test_five_alerts_close_together_make_one_block_kit_message(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink() as slack:
-        notify = pipeline(slack_settings(settings, slack.url), redis_client, http, clock)
+        notify = notify_with(slack_settings(settings, slack.url))
         for n in range(5):
             alert = transition("credit.low", severity="warning", advertiser_id=f"71{n}", grant="9")
             await notify.notifier.handle(alert.to_json(), f"{n}-0")
@@ -77,16 +75,10 @@ async def test_five_alerts_close_together_make_one_block_kit_message(
 
 
 async def test_slack_429_waits_for_retry_after_and_resolved_is_green(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink([Reply(429, {"Retry-After": "30"})]) as slack:
-        notify = pipeline(
-            slack_settings(settings, slack.url, group_wait=0, group_interval=0),
-            redis_client,
-            http,
-            clock,
-        )
+        notify = notify_with(slack_settings(settings, slack.url, group_wait=0, group_interval=0))
         firing = transition()
         await notify.notifier.handle(firing.to_json(), "1-0")
         await notify.run_once()
@@ -106,15 +98,11 @@ async def test_slack_429_waits_for_retry_after_and_resolved_is_green(
 
 
 async def test_slack_rate_limit_queues_rather_than_drops(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink() as slack:
-        notify = pipeline(
-            slack_settings(settings, slack.url, group_wait=0, group_interval=0, group_by=["..."]),
-            redis_client,
-            http,
-            clock,
+        notify = notify_with(
+            slack_settings(settings, slack.url, group_wait=0, group_interval=0, group_by=["..."])
         )
         for n in range(3):
             alert = transition(advertiser_id=f"72{n}")
@@ -128,9 +116,8 @@ async def test_slack_rate_limit_queues_rather_than_drops(
 
 
 async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     with SmtpSink() as smtp:
         configured = email_settings(
             settings,
@@ -138,7 +125,7 @@ async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
             sender="creditwatch@example.com",
             to=["finance@example.com", "ops@example.com"],
         )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
         await notify.notifier.handle(alert.to_json(), "1-0")
         await notify.run_once()
@@ -162,9 +149,8 @@ async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
 
 
 async def test_an_smtp_4xx_is_retried_and_templates_can_be_overridden(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     with SmtpSink() as smtp:
         configured = email_settings(
             settings,
@@ -173,7 +159,7 @@ async def test_an_smtp_4xx_is_retried_and_templates_can_be_overridden(
             to="finance@example.com",
             templates={"subject": "Credit: {{ alerts[0].advertiser_name }}"},
         )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         smtp.refuse_next("451 4.3.0 try again later")
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,9 @@ from workers.contract.alerts import AlertTransition, Severity, Status, episode_i
 from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+# What the e2e ``notify_with`` fixture gives: configured settings in, a pipeline out.
+NotifyWith = Callable[..., NotifyPipeline]
 
 
 def transition_for(
