@@ -25,8 +25,14 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.discord import embed_characters
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import check_config
-from tests.support.notify import NotifyWith, notify_settings, resolved, transition
+from tests.support.cli import refused_config
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
 from workers.contract.alerts import AlertTransition
@@ -138,11 +144,7 @@ async def test_teams_429_waits_for_its_retry_after_header(
         receiver = {"type": "teams", "name": "teams", "url": teams.url}
         notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(19)
-        await notify.run_once()
-        assert len(teams.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, teams.requests, 19)
     first, second = teams.requests
     assert first.body == second.body  # the same message, not rebuilt
     [delivery] = await notify.deliveries.history(limit=1)
@@ -184,11 +186,7 @@ async def test_discord_single_alert_is_whole_and_429_waits_for_retry_after(
         receiver = {"type": "discord", "name": "dc", "url": discord.url}
         notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(12)
-        await notify.run_once()
-        assert len(discord.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, discord.requests, 12)
     assert len(discord.requests) == 2
     [embed] = discord.requests[1].json["embeds"]
     assert embed["description"].startswith("Ad credit of Shop is at 9 USD.")
@@ -253,11 +251,7 @@ async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_to
         }
         notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(19)
-        await notify.run_once()
-        assert len(telegram.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, telegram.requests, 19)
         clock.advance(3600)
         await notify.run_once()
     assert len(telegram.requests) == 2
@@ -331,7 +325,6 @@ def test_a_bad_chat_setting_names_its_field() -> None:
 
 def test_a_malformed_bot_token_is_refused_without_being_echoed(tmp_path: Path) -> None:
     receiver = {"type": "telegram", "name": "tg", "bot_token": "not/a token", "chat_id": 1}
-    result = check_config(tmp_path, yaml.safe_dump({"notify": {"receivers": [receiver]}}))
-    assert result.returncode == 2
+    result = refused_config(tmp_path, yaml.safe_dump({"notify": {"receivers": [receiver]}}))
     assert "bot_token" in result.stderr
     assert "not/a token" not in result.stderr + result.stdout

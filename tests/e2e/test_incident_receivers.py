@@ -18,7 +18,13 @@ from redis.asyncio import Redis
 from config.notify import NotifySettings, OpsgenieReceiverSettings, PagerDutyReceiverSettings
 from config.settings import Settings
 from service.deliver.clock import FakeClock
-from tests.support.notify import NotifyWith, notify_settings, resolved, transition
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
 
@@ -142,11 +148,8 @@ async def test_pagerduty_429_waits_for_retry_after(
         notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
-        clock.advance(39)
-        await notify.run_once()
-        assert len(pd.requests) == 1  # the 5 s of the schedule gave way to Retry-After
-        clock.advance(1)
-        await notify.run_once()
+        # The 5 s of the schedule gave way to Retry-After.
+        await waits_then_retries(notify, clock, pd.requests, 39)
     assert len(pd.requests) == 2
     [delivery] = await notify.deliveries.history(limit=1)
     assert delivery.status == "delivered"

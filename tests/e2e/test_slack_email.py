@@ -14,7 +14,13 @@ import pytest
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock
-from tests.support.notify import NotifyWith, notify_settings, resolved, transition
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.receiver import Reply, SlackSink
 from tests.support.smtp_server import SmtpSink
 
@@ -82,11 +88,7 @@ async def test_slack_429_waits_for_retry_after_and_resolved_is_green(
         firing = transition()
         await notify.notifier.handle(firing.to_json(), "1-0")
         await notify.run_once()
-        clock.advance(29)
-        await notify.run_once()
-        assert len(slack.messages) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, slack.messages, 29)
         assert len(slack.messages) == 2
         await notify.notifier.handle(resolved(firing, clock.now).to_json(), "2-0")
         clock.advance(1)

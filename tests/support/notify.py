@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -124,3 +124,15 @@ def pipeline(
         rng=random.Random(7),
         **kwargs,
     )
+
+
+async def waits_then_retries(
+    notify: NotifyPipeline, clock: FakeClock, sent: Sized, waiting: float
+) -> None:
+    """A throttled first attempt: ``waiting`` seconds on, the retry is not yet due (still only
+    the first request in ``sent``); one second later it is, and goes out."""
+    clock.advance(waiting)
+    await notify.run_once()
+    assert len(sent) == 1
+    clock.advance(1)
+    await notify.run_once()
