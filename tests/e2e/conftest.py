@@ -1,11 +1,9 @@
-"""Fixtures for the notification end-to-end tests: a fake clock and a pipeline builder on it.
-
-The test files that send to local receivers override ``http`` with a plain outbound client;
-``notify_with`` takes whichever ``http`` the test's module provides.
-"""
+"""Fixtures for the notification end-to-end tests: a fake clock, a plain outbound HTTP
+client (the receivers are local servers), and a pipeline builder on both."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,10 +23,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def notify_with(redis_client: Redis, http: httpx.AsyncClient, clock: FakeClock) -> NotifyWith:
+async def outbound() -> AsyncIterator[httpx.AsyncClient]:
+    """What the pipeline sends to receivers with (the root ``http`` is a client of our API)."""
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+def notify_with(redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock) -> NotifyWith:
     """Builds the notification pipeline for the settings a test configured, on ``clock``."""
 
     def build(configured: Settings, *args: Any, **kwargs: Any) -> NotifyPipeline:
-        return pipeline(configured, redis_client, http, clock, *args, **kwargs)
+        return pipeline(configured, redis_client, outbound, clock, *args, **kwargs)
 
     return build

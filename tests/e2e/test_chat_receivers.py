@@ -10,7 +10,7 @@ the reason and never retried.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,6 @@ from workers.contract.alerts import AlertTransition
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 LONG = "The credit runs out soon. " * 400  # 10,400 characters
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def grouped(settings: Settings, receiver: dict[str, Any], **notify: Any) -> Settings:

@@ -6,11 +6,9 @@ with a short retry schedule (5 s, 60 s: three attempts).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from config.notify import NotifySettings
@@ -22,12 +20,6 @@ from tests.support.notify import NotifyWith, notify_settings, transition
 from tests.support.receiver import SECRET, Reply, SlackSink, WebhookSink
 
 AT_ONCE = {"group_wait": 0, "group_interval": 0}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def hook(name: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -8,10 +8,8 @@ event") is dead-lettered with PagerDuty's reason and never tried again; a 429 wa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -38,12 +36,6 @@ PD_INVALID = Answer(
     },
 )
 OG_ACCEPTED = Answer(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r"})
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def one_receiver(settings: Settings, receiver: dict[str, Any], **notify: Any) -> Settings:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -25,12 +24,6 @@ from tests.support.cli import refused_config
 from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.receiver import WebhookSink
 from workers.contract.alerts import AlertTransition
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture

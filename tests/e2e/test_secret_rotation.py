@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
@@ -22,12 +20,6 @@ from tests.support.notify import T0, NotifyWith, notify_settings, transition
 from tests.support.receiver import Received, WebhookSink
 
 OLD, NEW = new_secret(), new_secret()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def verifies(secret: str, received: Received) -> bool:

@@ -6,11 +6,7 @@ A local HTTP server stands in for Slack's incoming-webhook endpoint and records 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import httpx
-import pytest
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock
@@ -23,12 +19,6 @@ from tests.support.notify import (
 )
 from tests.support.receiver import Reply, SlackSink
 from tests.support.smtp_server import SmtpSink
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def slack_settings(settings: Settings, url: str, **route: object) -> Settings:

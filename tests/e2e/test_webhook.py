@@ -5,7 +5,6 @@ Time is a fake clock: the tests move it to the next retry instead of waiting for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,12 +27,6 @@ from tests.support.notify import (
 )
 from tests.support.receiver import SECRET, Reply, WebhookSink
 from tests.support.streams import entries
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def hook(url: str, **extra: object) -> dict[str, object]:
