@@ -53,6 +53,37 @@ def transition_for(
     )
 
 
+def low_firing(
+    *,
+    bc_id: str,
+    advertiser_id: str,
+    name: str,
+    currency: str,
+    severity: Severity,
+    starts_at: datetime,
+    observed_at: datetime,
+) -> AlertTransition:
+    """A firing ``credit.low`` that says only "``name`` is low", with no values: an alert the
+    status page lists, not one a receiver renders."""
+    snapshot = AccountBalanceSnapshot(
+        bc_id=bc_id,
+        advertiser_id=advertiser_id,
+        advertiser_name=name,
+        currency=currency,
+        balances=BalanceInfo(),
+        observed_at=observed_at,
+    )
+    return transition_for(
+        snapshot,
+        kind="credit.low",
+        status="firing",
+        severity=severity,
+        starts_at=starts_at,
+        summary=f"{name} is low",
+        values={},
+    )
+
+
 def transition(
     kind: str = "credit.exhausted",
     *,
