@@ -6,10 +6,14 @@ A local HTTP server stands in for Slack's incoming-webhook endpoint and records 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+
+import pytest
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock
+from service.deliver.pipeline import NotifyPipeline
 from tests.support.notify import (
     NotifyWith,
     notify_settings,
@@ -29,14 +33,30 @@ def slack_settings(settings: Settings, url: str, **route: object) -> Settings:
     )
 
 
-def email_settings(settings: Settings, smtp: SmtpSink, **receiver: object) -> Settings:
-    """One email receiver, ``finance``, on the local SMTP server, sent to without waiting."""
-    server = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
-    return notify_settings(
-        settings,
-        receivers=[{"type": "email", "name": "finance", **server, **receiver}],
-        route={"receiver": "finance", "group_wait": 0},
-    )
+MailTo = Callable[..., NotifyPipeline]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def mail_to(settings: Settings, smtp: SmtpSink, notify_with: NotifyWith) -> MailTo:
+    """The pipeline for one email receiver, ``finance``, on the local SMTP server, sent to
+    without waiting; the test gives the rest of the receiver."""
+
+    def build(**receiver: object) -> NotifyPipeline:
+        server = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
+        configured = notify_settings(
+            settings,
+            receivers=[{"type": "email", "name": "finance", **server, **receiver}],
+            route={"receiver": "finance", "group_wait": 0},
+        )
+        return notify_with(configured)
+
+    return build
 
 
 async def test_five_alerts_close_together_make_one_block_kit_message(
@@ -108,19 +128,14 @@ async def test_slack_rate_limit_queues_rather_than_drops(
 
 
 async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
-    settings: Settings, notify_with: NotifyWith
+    smtp: SmtpSink, mail_to: MailTo
 ) -> None:
-    with SmtpSink() as smtp:
-        configured = email_settings(
-            settings,
-            smtp,
-            sender="creditwatch@example.com",
-            to=["finance@example.com", "ops@example.com"],
-        )
-        notify = notify_with(configured)
-        alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
-        await notify.notifier.handle(alert.to_json(), "1-0")
-        await notify.run_once()
+    notify = mail_to(
+        sender="creditwatch@example.com", to=["finance@example.com", "ops@example.com"]
+    )
+    alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
+    await notify.notifier.handle(alert.to_json(), "1-0")
+    await notify.run_once()
     [message] = smtp.messages
     assert message["Subject"] == ("[FIRING] credit.low Shop <&> Co (71): 87.52 USD credit left")
     assert message["From"] == "creditwatch@example.com"
@@ -141,23 +156,16 @@ async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
 
 
 async def test_an_smtp_4xx_is_retried_and_templates_can_be_overridden(
-    settings: Settings, clock: FakeClock, notify_with: NotifyWith
+    smtp: SmtpSink, clock: FakeClock, mail_to: MailTo
 ) -> None:
-    with SmtpSink() as smtp:
-        configured = email_settings(
-            settings,
-            smtp,
-            sender="cw@example.com",
-            to="finance@example.com",
-            templates={"subject": "Credit: {{ alerts[0].advertiser_name }}"},
-        )
-        notify = notify_with(configured)
-        smtp.refuse_next("451 4.3.0 try again later")
-        await notify.notifier.handle(transition().to_json(), "1-0")
-        await notify.run_once()
-        assert smtp.messages == []
-        clock.advance(timedelta(seconds=5))
-        await notify.run_once()
+    subject = {"subject": "Credit: {{ alerts[0].advertiser_name }}"}
+    notify = mail_to(sender="cw@example.com", to="finance@example.com", templates=subject)
+    smtp.refuse_next("451 4.3.0 try again later")
+    await notify.notifier.handle(transition().to_json(), "1-0")
+    await notify.run_once()
+    assert smtp.messages == []
+    clock.advance(timedelta(seconds=5))
+    await notify.run_once()
     [message] = smtp.messages
     assert message["Subject"] == "Credit: Draining Shop"
     [delivery] = await notify.deliveries.history(limit=1)
