@@ -55,11 +55,9 @@ from service.detect.ledger_store import ConfigLedger, RedisLedger
 from service.detect.list_row import RowWriter, row_of
 from service.detect.state import (
     AccountState,
-    DayFigure,
     Evaluation,
     OpenEpisode,
     Profile,
-    SpendDays,
     StateStore,
     Step,
     TransactionRecord,
@@ -67,10 +65,11 @@ from service.detect.state import (
 )
 from service.http import status_page
 from tests.support.api import app_client
-from tests.support.notify import transition_for
+from tests.support.notify import low_firing
+from tests.support.spend_days import daily_spend
 from workers.contract.alerts import AlertTransition
 from workers.contract.envelope import stream_entry
-from workers.contract.snapshots import PROMOTION_ISSUED, AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import PROMOTION_ISSUED
 
 ADVERTISERS = int(os.environ.get("BENCH_ADVERTISERS", "10000"))
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -92,14 +91,7 @@ def account(n: int, bump: int = 0) -> AccountState:
     burn = Decimal(10 + n % 40) + Decimal("0.37")
     grant = Decimal(50 * (n % 30)) + Decimal("0.25") - bump
     spend = {
-        source: SpendDays(
-            {
-                (NOW - timedelta(days=back)).date(): DayFigure(
-                    cash=Decimal("3.10"), grant=burn, total=burn + Decimal("3.10"), observed_at=NOW
-                )
-                for back in range(1, SPEND_DAYS + 1)
-            }
-        )
+        source: daily_spend(NOW, SPEND_DAYS, grant=burn, cash=Decimal("3.10"))
         for source in ("bc_cost", "report")
     }
     advertiser_id = account_id(n)
@@ -145,22 +137,14 @@ def credit(state: AccountState) -> Credit:
 
 def firing(state: AccountState) -> AlertTransition:
     assert state.profile is not None
-    snapshot = AccountBalanceSnapshot(
+    return low_firing(
         bc_id=state.profile.bc_id,
         advertiser_id=state.advertiser_id,
-        advertiser_name=state.profile.advertiser_name,
+        name=state.profile.advertiser_name,
         currency=state.profile.currency,
-        balances=BalanceInfo(),
-        observed_at=NOW,
-    )
-    return transition_for(
-        snapshot,
-        kind="credit.low",
-        status="firing",
         severity="warning",
         starts_at=NOW,
-        summary=f"{state.profile.advertiser_name} is low",
-        values={},
+        observed_at=NOW,
     )
 
 

@@ -10,7 +10,7 @@ the reason and never retried.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +25,20 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.discord import embed_characters
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.cli import refused_config
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
 from workers.contract.alerts import AlertTransition
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 LONG = "The credit runs out soon. " * 400  # 10,400 characters
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def grouped(settings: Settings, receiver: dict[str, Any], **notify: Any) -> Settings:
@@ -75,12 +75,11 @@ async def send(notify: NotifyPipeline, clock: FakeClock, batch: Sequence[AlertTr
 
 
 async def test_teams_gets_a_workflows_message_with_an_adaptive_card(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, http: httpx.AsyncClient, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(202, b"")) as teams:
         receiver = {"type": "teams", "name": "teams", "url": f"{teams.url}/workflows/abc"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(2))
     [request] = teams.requests
     message = request.json
@@ -107,13 +106,12 @@ async def test_teams_gets_a_workflows_message_with_an_adaptive_card(
 
 
 async def test_teams_message_stays_under_28_kb_and_a_413_is_dead_lettered_not_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     too_large = Answer(413, {"error": {"code": "RequestEntityTooLarge"}})
     async with RecordingServer(default=too_large) as teams:
         receiver = {"type": "teams", "name": "teams", "url": teams.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(60, summary=LONG))
         for _ in range(4):
             clock.advance(3600)
@@ -132,20 +130,15 @@ async def test_teams_message_stays_under_28_kb_and_a_413_is_dead_lettered_not_re
 
 
 async def test_teams_429_waits_for_its_retry_after_header(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
     # Power Automate throttles a flow with 429 and a Retry-After in seconds.
-    clock = FakeClock(T0)
     throttled = Answer(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "20"})
     async with RecordingServer([throttled], default=Answer(202, b"")) as teams:
         receiver = {"type": "teams", "name": "teams", "url": teams.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(19)
-        await notify.run_once()
-        assert len(teams.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, teams.requests, 19)
     first, second = teams.requests
     assert first.body == second.body  # the same message, not rebuilt
     [delivery] = await notify.deliveries.history(limit=1)
@@ -153,12 +146,11 @@ async def test_teams_429_waits_for_its_retry_after_header(
 
 
 async def test_discord_embeds_keep_to_discords_limits(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(204, b"")) as discord:
         receiver = {"type": "discord", "name": "dc", "url": f"{discord.url}/api/webhooks/1/x"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(12, summary=LONG, name="@everyone " + "N" * 300))
     [request] = discord.requests
     message = request.json
@@ -179,21 +171,16 @@ async def test_discord_embeds_keep_to_discords_limits(
 
 
 async def test_discord_single_alert_is_whole_and_429_waits_for_retry_after(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     limited = Answer(
         429, {"message": "You are being rate limited.", "retry_after": 12.5, "global": False}
     )
     async with RecordingServer([limited], default=Answer(204, b"")) as discord:
         receiver = {"type": "discord", "name": "dc", "url": discord.url}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(12)
-        await notify.run_once()
-        assert len(discord.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, discord.requests, 12)
     assert len(discord.requests) == 2
     [embed] = discord.requests[1].json["embeds"]
     assert embed["description"].startswith("Ad credit of Shop is at 9 USD.")
@@ -205,9 +192,8 @@ async def test_discord_single_alert_is_whole_and_429_waits_for_retry_after(
 
 
 async def test_telegram_send_message_is_escaped_html_within_4096_characters(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     ok = Answer(200, {"ok": True, "result": {"message_id": 1}})
     async with RecordingServer(default=ok) as telegram:
         receiver = {
@@ -217,7 +203,7 @@ async def test_telegram_send_message_is_escaped_html_within_4096_characters(
             "chat_id": -1001234,
             "api_url": telegram.url,
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(3, summary="<b>" + LONG, name="Shop & <Co>"))
     [request] = telegram.requests
     assert request.path == f"/bot{TOKEN}/sendMessage"
@@ -235,9 +221,8 @@ async def test_telegram_send_message_is_escaped_html_within_4096_characters(
 
 
 async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_token(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     limited = Answer(
         429,
         {
@@ -258,13 +243,9 @@ async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_to
             "chat_id": "@creditops",
             "api_url": telegram.url,
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
-        clock.advance(19)
-        await notify.run_once()
-        assert len(telegram.requests) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, telegram.requests, 19)
         clock.advance(3600)
         await notify.run_once()
     assert len(telegram.requests) == 2
@@ -276,9 +257,8 @@ async def test_telegram_429_honours_retry_after_and_a_refusal_never_shows_the_to
 
 
 async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     failed_downstream = Answer(424, {"error": "One or more notification could not be sent."})
     async with RecordingServer([failed_downstream]) as apprise:
         receiver = {
@@ -287,7 +267,7 @@ async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
             "url": f"{apprise.url}/notify/finance",
             "tag": "lark",
         }
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         [firing] = alerts(1)
         await send(notify, clock, [firing])
         clock.advance(5)
@@ -309,12 +289,11 @@ async def test_apprise_api_gets_title_body_and_type_and_424_is_retried(
 
 
 async def test_apprise_204_no_configuration_is_final(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=Answer(204, b"")) as apprise:
         receiver = {"type": "apprise", "name": "lark", "url": f"{apprise.url}/notify/none"}
-        notify = pipeline(grouped(settings, receiver), redis_client, http, clock)
+        notify = notify_with(grouped(settings, receiver))
         await send(notify, clock, alerts(1))
         clock.advance(3600)
         await notify.run_once()
@@ -340,7 +319,6 @@ def test_a_bad_chat_setting_names_its_field() -> None:
 
 def test_a_malformed_bot_token_is_refused_without_being_echoed(tmp_path: Path) -> None:
     receiver = {"type": "telegram", "name": "tg", "bot_token": "not/a token", "chat_id": 1}
-    result = check_config(tmp_path, yaml.safe_dump({"notify": {"receivers": [receiver]}}))
-    assert result.returncode == 2
+    result = refused_config(tmp_path, yaml.safe_dump({"notify": {"receivers": [receiver]}}))
     assert "bot_token" in result.stderr
     assert "not/a token" not in result.stderr + result.stdout

@@ -18,7 +18,7 @@ from service.deliver.clock import FakeClock
 from service.deliver.deliveries import Delivery, DeliveryStore
 from service.roles import service_role
 from service.streams import NOTIFIERS
-from tests.support.notify import T0, notify_settings, pipeline, transition
+from tests.support.notify import notify_settings, pipeline, transition
 from tests.support.receiver import SECRET, Reply, WebhookSink
 from tests.support.streams import drained
 from tests.support.waiting import eventually
@@ -79,9 +79,8 @@ async def test_the_service_restarted_while_a_retry_waits_delivers_it_exactly_onc
 
 
 async def test_a_new_process_picks_up_the_retry_on_a_fake_clock(
-    settings: Settings, redis_url: str, redis_client: Redis
+    settings: Settings, redis_url: str, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     payload = transition().to_json()
     async with WebhookSink([Reply(502)]) as sink, httpx.AsyncClient() as http:
         settings = webhook_settings(settings, sink.url, retry_s=300)

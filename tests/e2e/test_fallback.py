@@ -6,33 +6,35 @@ with a short retry schedule (5 s, 60 s: three attempts).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from redis.asyncio import Redis
 
 from config.notify import NotifySettings
 from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, transition
+from tests.support.cli import refused_config
+from tests.support.notify import NotifyWith, notify_settings, transition
 from tests.support.receiver import SECRET, Reply, SlackSink, WebhookSink
 
 AT_ONCE = {"group_wait": 0, "group_interval": 0}
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def hook(name: str, url: str, **extra: Any) -> dict[str, Any]:
     return {"type": "webhook", "name": name, "url": url, "secret": SECRET, **extra}
+
+
+def falling_back(
+    settings: Settings, primary: dict[str, Any], backup: WebhookSink, **route: Any
+) -> Settings:
+    """Every alert to ``primary`` at once; what it cannot deliver goes to ``backup``."""
+    return notify_settings(
+        settings,
+        receivers=[{**primary, "fallback": "backup"}, hook("backup", backup.url)],
+        route={"receiver": primary["name"], **AT_ONCE, **route},
+    )
 
 
 async def exhaust_retries(notify: NotifyPipeline, clock: FakeClock) -> None:
@@ -43,16 +45,10 @@ async def exhaust_retries(notify: NotifyPipeline, clock: FakeClock) -> None:
 
 
 async def test_what_the_first_receiver_could_not_deliver_goes_to_its_fallback_once(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink([Reply(500)] * 20) as broken, WebhookSink() as backup:
-        configured = notify_settings(
-            settings,
-            receivers=[hook("primary", broken.url, fallback="backup"), hook("backup", backup.url)],
-            route={"receiver": "primary", **AT_ONCE},
-        )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(falling_back(settings, hook("primary", broken.url), backup))
         firing = transition()
         await notify.notifier.handle(firing.to_json(), "1-0")
         await exhaust_retries(notify, clock)
@@ -72,19 +68,11 @@ async def test_what_the_first_receiver_could_not_deliver_goes_to_its_fallback_on
 
 
 async def test_a_grouped_message_falls_back_to_a_webhook_one_transition_each(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink([Reply(500)] * 20) as slack, WebhookSink() as backup:
-        configured = notify_settings(
-            settings,
-            receivers=[
-                {"type": "slack", "name": "chat", "url": slack.url, "fallback": "backup"},
-                hook("backup", backup.url),
-            ],
-            route={"receiver": "chat", **AT_ONCE, "group_by": ["kind"]},
-        )
-        notify = pipeline(configured, redis_client, http, clock)
+        chat = {"type": "slack", "name": "chat", "url": slack.url}
+        notify = notify_with(falling_back(settings, chat, backup, group_by=["kind"]))
         await notify.notifier.handle(transition(advertiser_id="71").to_json(), "1-0")
         await notify.notifier.handle(transition(advertiser_id="72").to_json(), "2-0")
         await exhaust_retries(notify, clock)
@@ -114,12 +102,11 @@ def test_bad_fallbacks_are_named(receivers: list[dict[str, Any]], message: str) 
 
 
 def test_a_fallback_cycle_in_the_file_exits_2_naming_its_path(tmp_path: Path) -> None:
-    result = check_config(
+    result = refused_config(
         tmp_path,
         "notify:\n  receivers:\n"
         "    - {type: console, name: a, fallback: b}\n"
         "    - {type: console, name: b, fallback: a}\n",
     )
-    assert result.returncode == 2
     assert "(notify)" in result.stderr and "receivers.0.fallback" in result.stderr
     assert "a -> b -> a" in result.stderr

@@ -8,17 +8,21 @@ event") is dead-lettered with PagerDuty's reason and never tried again; a 429 wa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
 from config.notify import NotifySettings, OpsgenieReceiverSettings, PagerDutyReceiverSettings
 from config.settings import Settings
 from service.deliver.clock import FakeClock
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.recording_server import Answer, RecordingServer
 from tests.support.streams import entries
 
@@ -32,12 +36,6 @@ PD_INVALID = Answer(
     },
 )
 OG_ACCEPTED = Answer(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r"})
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def one_receiver(settings: Settings, receiver: dict[str, Any], **notify: Any) -> Settings:
@@ -73,9 +71,8 @@ def test_the_default_endpoints_are_the_public_ones_and_eu_is_settable() -> None:
 
 
 async def test_pagerduty_triggers_then_resolves_one_incident_by_the_alert_id(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=PD_ACCEPTED) as pd:
         receiver = {
             "type": "pagerduty",
@@ -84,7 +81,7 @@ async def test_pagerduty_triggers_then_resolves_one_incident_by_the_alert_id(
             "url": f"{pd.url}/v2/enqueue",
         }
         configured = one_receiver(settings, receiver, external_url="https://credits.example.com/")
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         firing = transition("credit.low", severity="warning", grant="9")
         firing = firing.model_copy(update={"summary": "long " * 400})
         await notify.notifier.handle(firing.to_json(), "1-0")
@@ -114,12 +111,11 @@ async def test_pagerduty_triggers_then_resolves_one_incident_by_the_alert_id(
 
 
 async def test_pagerduty_invalid_event_is_dead_lettered_with_its_reason_and_not_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=PD_INVALID) as pd:
         receiver = {"type": "pagerduty", "name": "pd", "routing_key": "bad", "url": pd.url}
-        notify = pipeline(one_receiver(settings, receiver), redis_client, http, clock)
+        notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
         for _ in range(5):
             await notify.run_once()
@@ -136,20 +132,16 @@ async def test_pagerduty_invalid_event_is_dead_lettered_with_its_reason_and_not_
 
 
 async def test_pagerduty_429_waits_for_retry_after(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     throttled = Answer(429, {"status": "throttle"}, headers={"Retry-After": "40"})
     async with RecordingServer([throttled], default=PD_ACCEPTED) as pd:
         receiver = {"type": "pagerduty", "name": "pd", "routing_key": "k", "url": pd.url}
-        notify = pipeline(one_receiver(settings, receiver), redis_client, http, clock)
+        notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
-        clock.advance(39)
-        await notify.run_once()
-        assert len(pd.requests) == 1  # the 5 s of the schedule gave way to Retry-After
-        clock.advance(1)
-        await notify.run_once()
+        # The 5 s of the schedule gave way to Retry-After.
+        await waits_then_retries(notify, clock, pd.requests, 39)
     assert len(pd.requests) == 2
     [delivery] = await notify.deliveries.history(limit=1)
     assert delivery.status == "delivered"
@@ -157,12 +149,11 @@ async def test_pagerduty_429_waits_for_retry_after(
 
 
 async def test_opsgenie_creates_by_alias_then_closes_by_alias(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=OG_ACCEPTED) as og:
         receiver = {"type": "opsgenie", "name": "og", "api_key": "eb243592-faa2", "url": og.url}
-        notify = pipeline(one_receiver(settings, receiver), redis_client, http, clock)
+        notify = notify_with(one_receiver(settings, receiver))
         firing = transition().model_copy(update={"summary": "x" * 300})
         await notify.notifier.handle(firing.to_json(), "1-0")
         await notify.run_once()
@@ -188,13 +179,12 @@ async def test_opsgenie_creates_by_alias_then_closes_by_alias(
 
 
 async def test_opsgenie_bad_key_is_final_and_a_5xx_is_retried(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     answers = [Answer(503, {"message": "busy"}), Answer(422, {"message": "Key format invalid"})]
     async with RecordingServer(answers) as og:
         receiver = {"type": "opsgenie", "name": "og", "api_key": "k", "url": og.url}
-        notify = pipeline(one_receiver(settings, receiver), redis_client, http, clock)
+        notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
         for _ in range(4):
             await notify.run_once()
@@ -206,9 +196,8 @@ async def test_opsgenie_bad_key_is_final_and_a_5xx_is_retried(
 
 
 async def test_pagerduty_gets_one_event_per_alert_even_where_the_route_groups(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with RecordingServer(default=PD_ACCEPTED) as pd:
         receiver = {"type": "pagerduty", "name": "pd", "routing_key": "k", "url": pd.url}
         grouping = notify_settings(
@@ -216,7 +205,7 @@ async def test_pagerduty_gets_one_event_per_alert_even_where_the_route_groups(
             receivers=[receiver],
             route={"receiver": "pd", "group_by": ["kind"], "group_wait": "30s"},
         )
-        notify = pipeline(grouping, redis_client, http, clock)
+        notify = notify_with(grouping)
         batch = [transition(advertiser_id=f"7{n}") for n in range(3)]
         for n, alert in enumerate(batch):
             await notify.notifier.handle(alert.to_json(), f"{n + 1}-0")

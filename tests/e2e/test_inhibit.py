@@ -8,13 +8,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from config.notify import InhibitRule, NotifySettings
 from config.settings import Settings
@@ -22,16 +20,10 @@ from service.deliver.clock import FakeClock
 from service.deliver.deliveries import Delivery
 from service.deliver.inhibit import inhibition_of
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.cli import check_config
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.cli import refused_config
+from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.receiver import WebhookSink
 from workers.contract.alerts import AlertTransition
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture
@@ -56,19 +48,14 @@ def hooked(settings: Settings, sink: WebhookSink, **notify: Any) -> Settings:
     return notify_settings(settings, receivers=[hook], route=route, **notify)
 
 
-def make(settings: Settings, redis: Redis, http: httpx.AsyncClient, clock: FakeClock) -> Any:
-    return pipeline(settings, redis, http, clock, console=io.StringIO())
-
-
 def low(advertiser_id: str = "71") -> AlertTransition:
     return transition("credit.low", severity="warning", advertiser_id=advertiser_id, grant="3")
 
 
 async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
     counted = {"receiver": "ops", "outcome": "inhibited"}
     before = REGISTRY.get_sample_value("creditwatch_deliveries_total", counted) or 0
     exhausted = transition()  # credit.exhausted for 71
@@ -102,10 +89,9 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
 
 
 async def test_a_target_that_resolves_while_inhibited_is_never_sent(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
     exhausted, target = transition(), low()
     await notify.notifier.handle(exhausted.to_json(), "1-0")
     await notify.notifier.handle(target.to_json(), "2-0")
@@ -123,10 +109,9 @@ async def test_a_target_that_resolves_while_inhibited_is_never_sent(
 
 
 async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink, repeat_interval="4h"), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink, repeat_interval="4h"), console=io.StringIO())
     target = low()
     await notify.notifier.handle(target.to_json(), "1-0")
     await notify.run_once()
@@ -148,9 +133,8 @@ async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
 
 
 async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     rules = [
         {
             "source_match": {"kind": "data.stale"},
@@ -165,7 +149,7 @@ async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
         default_inhibit_rules=False,
         account_labels={"71": {"team": "growth"}, "72": {"team": "growth"}, "73": {"team": "x"}},
     )
-    notify = make(configured, redis_client, http, clock)
+    notify = notify_with(configured, console=io.StringIO())
     await notify.notifier.handle(transition("data.stale", advertiser_id="71").to_json(), "1-0")
     await notify.notifier.handle(transition(advertiser_id="72").to_json(), "2-0")
     await notify.notifier.handle(transition(advertiser_id="73").to_json(), "3-0")
@@ -179,10 +163,9 @@ async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
 
 
 async def test_without_the_defaults_exhausted_does_not_mute_low(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient, sink: WebhookSink
+    settings: Settings, sink: WebhookSink, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
-    notify = make(hooked(settings, sink, default_inhibit_rules=False), redis_client, http, clock)
+    notify = notify_with(hooked(settings, sink, default_inhibit_rules=False), console=io.StringIO())
     await notify.notifier.handle(transition().to_json(), "1-0")
     await notify.notifier.handle(low().to_json(), "2-0")
     await notify.run_once()
@@ -218,12 +201,11 @@ def test_bad_inhibit_rules_are_named(rule: dict[str, Any], message: str) -> None
 
 
 def test_a_bad_inhibit_rule_in_the_file_exits_2_naming_it(tmp_path: Any) -> None:
-    result = check_config(
+    result = refused_config(
         tmp_path,
         "notify:\n  inhibit_rules:\n    - source_match: {kind: credit.exhausted}\n"
         "      target_match: {kind: credit.low}\n      equal: [advertiser]\n",
     )
-    assert result.returncode == 2
     assert "inhibit_rules.0.equal" in result.stderr and "advertiser" in result.stderr
 
 

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
@@ -18,16 +16,10 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock, utc_now
 from service.deliver.subscriptions import Subscriptions, new_secret
 from tests.support.api import AUTH, api_settings, app_client
-from tests.support.notify import T0, notify_settings, pipeline, transition
+from tests.support.notify import T0, NotifyWith, notify_settings, transition
 from tests.support.receiver import Received, WebhookSink
 
 OLD, NEW = new_secret(), new_secret()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def verifies(secret: str, received: Received) -> bool:
@@ -39,9 +31,8 @@ def verifies(secret: str, received: Received) -> bool:
 
 
 async def test_a_receiver_with_two_secrets_signs_with_both(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink(secret=OLD) as old_side, WebhookSink(secret=NEW) as new_side:
         receivers = [
             {"type": "webhook", "name": name, "url": sink.url, "secrets": [NEW, OLD]}
@@ -53,7 +44,7 @@ async def test_a_receiver_with_two_secrets_signs_with_both(
             receivers=receivers,
             route={"group_wait": 0, "group_interval": 0, "routes": both},
         )
-        notify = pipeline(configured, redis_client, http, clock)
+        notify = notify_with(configured)
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
         await notify.run_once()
@@ -79,12 +70,11 @@ def test_bad_webhook_secrets_are_named(hook: dict[str, Any], message: str) -> No
 
 
 async def test_a_rotated_subscription_signs_with_both_secrets_until_the_grace_ends(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     configured = notify_settings(settings, allow_private_urls=True)
     store = Subscriptions(redis_client, configured.streams)
-    notify = pipeline(configured, redis_client, http, clock)
+    notify = notify_with(configured)
     async with WebhookSink() as sink:  # records every request; verified here, by secret
         subscription, old = await store.create(sink.url, kinds=["*"], description="", now=T0)
         rotated = await store.rotate(subscription.id, grace=timedelta(hours=1), now=clock.now)

@@ -6,24 +6,23 @@ A local HTTP server stands in for Slack's incoming-webhook endpoint and records 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
-import httpx
 import pytest
-from redis.asyncio import Redis
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock
-from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from service.deliver.pipeline import NotifyPipeline
+from tests.support.notify import (
+    NotifyWith,
+    notify_settings,
+    resolved,
+    transition,
+    waits_then_retries,
+)
 from tests.support.receiver import Reply, SlackSink
 from tests.support.smtp_server import SmtpSink
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def slack_settings(settings: Settings, url: str, **route: object) -> Settings:
@@ -34,22 +33,37 @@ def slack_settings(settings: Settings, url: str, **route: object) -> Settings:
     )
 
 
-def email_settings(settings: Settings, smtp: SmtpSink, **receiver: object) -> Settings:
-    """One email receiver, ``finance``, on the local SMTP server, sent to without waiting."""
-    server = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
-    return notify_settings(
-        settings,
-        receivers=[{"type": "email", "name": "finance", **server, **receiver}],
-        route={"receiver": "finance", "group_wait": 0},
-    )
+MailTo = Callable[..., NotifyPipeline]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def mail_to(settings: Settings, smtp: SmtpSink, notify_with: NotifyWith) -> MailTo:
+    """The pipeline for one email receiver, ``finance``, on the local SMTP server, sent to
+    without waiting; the test gives the rest of the receiver."""
+
+    def build(**receiver: object) -> NotifyPipeline:
+        server = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
+        configured = notify_settings(
+            settings,
+            receivers=[{"type": "email", "name": "finance", **server, **receiver}],
+            route={"receiver": "finance", "group_wait": 0},
+        )
+        return notify_with(configured)
+
+    return build
 
 
 async def test_five_alerts_close_together_make_one_block_kit_message(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink() as slack:
-        notify = pipeline(slack_settings(settings, slack.url), redis_client, http, clock)
+        notify = notify_with(slack_settings(settings, slack.url))
         for n in range(5):
             alert = transition("credit.low", severity="warning", advertiser_id=f"71{n}", grant="9")
             await notify.notifier.handle(alert.to_json(), f"{n}-0")
@@ -77,24 +91,14 @@ async def test_five_alerts_close_together_make_one_block_kit_message(
 
 
 async def test_slack_429_waits_for_retry_after_and_resolved_is_green(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink([Reply(429, {"Retry-After": "30"})]) as slack:
-        notify = pipeline(
-            slack_settings(settings, slack.url, group_wait=0, group_interval=0),
-            redis_client,
-            http,
-            clock,
-        )
+        notify = notify_with(slack_settings(settings, slack.url, group_wait=0, group_interval=0))
         firing = transition()
         await notify.notifier.handle(firing.to_json(), "1-0")
         await notify.run_once()
-        clock.advance(29)
-        await notify.run_once()
-        assert len(slack.messages) == 1
-        clock.advance(1)
-        await notify.run_once()
+        await waits_then_retries(notify, clock, slack.messages, 29)
         assert len(slack.messages) == 2
         await notify.notifier.handle(resolved(firing, clock.now).to_json(), "2-0")
         clock.advance(1)
@@ -106,15 +110,11 @@ async def test_slack_429_waits_for_retry_after_and_resolved_is_green(
 
 
 async def test_slack_rate_limit_queues_rather_than_drops(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with SlackSink() as slack:
-        notify = pipeline(
-            slack_settings(settings, slack.url, group_wait=0, group_interval=0, group_by=["..."]),
-            redis_client,
-            http,
-            clock,
+        notify = notify_with(
+            slack_settings(settings, slack.url, group_wait=0, group_interval=0, group_by=["..."])
         )
         for n in range(3):
             alert = transition(advertiser_id=f"72{n}")
@@ -128,20 +128,14 @@ async def test_slack_rate_limit_queues_rather_than_drops(
 
 
 async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    smtp: SmtpSink, mail_to: MailTo
 ) -> None:
-    clock = FakeClock(T0)
-    with SmtpSink() as smtp:
-        configured = email_settings(
-            settings,
-            smtp,
-            sender="creditwatch@example.com",
-            to=["finance@example.com", "ops@example.com"],
-        )
-        notify = pipeline(configured, redis_client, http, clock)
-        alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
-        await notify.notifier.handle(alert.to_json(), "1-0")
-        await notify.run_once()
+    notify = mail_to(
+        sender="creditwatch@example.com", to=["finance@example.com", "ops@example.com"]
+    )
+    alert = transition("credit.low", severity="warning", name="Shop <&> Co", grant="87.52")
+    await notify.notifier.handle(alert.to_json(), "1-0")
+    await notify.run_once()
     [message] = smtp.messages
     assert message["Subject"] == ("[FIRING] credit.low Shop <&> Co (71): 87.52 USD credit left")
     assert message["From"] == "creditwatch@example.com"
@@ -162,24 +156,16 @@ async def test_email_has_a_text_and_an_html_part_and_a_telling_subject(
 
 
 async def test_an_smtp_4xx_is_retried_and_templates_can_be_overridden(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    smtp: SmtpSink, clock: FakeClock, mail_to: MailTo
 ) -> None:
-    clock = FakeClock(T0)
-    with SmtpSink() as smtp:
-        configured = email_settings(
-            settings,
-            smtp,
-            sender="cw@example.com",
-            to="finance@example.com",
-            templates={"subject": "Credit: {{ alerts[0].advertiser_name }}"},
-        )
-        notify = pipeline(configured, redis_client, http, clock)
-        smtp.refuse_next("451 4.3.0 try again later")
-        await notify.notifier.handle(transition().to_json(), "1-0")
-        await notify.run_once()
-        assert smtp.messages == []
-        clock.advance(timedelta(seconds=5))
-        await notify.run_once()
+    subject = {"subject": "Credit: {{ alerts[0].advertiser_name }}"}
+    notify = mail_to(sender="cw@example.com", to="finance@example.com", templates=subject)
+    smtp.refuse_next("451 4.3.0 try again later")
+    await notify.notifier.handle(transition().to_json(), "1-0")
+    await notify.run_once()
+    assert smtp.messages == []
+    clock.advance(timedelta(seconds=5))
+    await notify.run_once()
     [message] = smtp.messages
     assert message["Subject"] == "Credit: Draining Shop"
     [delivery] = await notify.deliveries.history(limit=1)

@@ -10,21 +10,16 @@ the other connection keeps polling and alerting.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config.settings import (
-    DetectSettings,
-    NotifySettings,
     PollSettings,
     Settings,
     SettingsError,
@@ -32,9 +27,9 @@ from config.settings import (
     load_settings,
 )
 from service.detect.center import evaluate
-from service.roles import poller_role, service_role
+from service.roles import poller_role
 from tests.support.cli import check_config, creditwatch
-from tests.support.polls import FAST_POLLS
+from tests.support.end_to_end import admin, running, wired_with
 from tests.support.receiver import SECRET, WebhookSink
 from tests.support.scenarios import scenario_text
 from tests.support.waiting import eventually
@@ -314,40 +309,19 @@ async def test_two_connections_polling_one_center_claim_apart(
 
 
 def _wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink) -> Settings:
-    hook, route = sink.receiver_and_route("e2e")
-    return settings.model_copy(
-        update={
-            "tiktok": TikTokSettings.model_validate(
-                {
-                    "base_url": sandbox.base_url,
-                    "app_id": APP_ID,
-                    "app_secret": APP_SECRET,
-                    "connections": [
-                        {"name": "agency-a", "access_token": TOKEN_A, "bc_ids": [BC_A]},
-                        {"name": "agency-b", "access_token": TOKEN_B, "bc_ids": "discover"},
-                    ],
-                }
-            ),
-            "poll": FAST_POLLS,
-            "detect": DetectSettings(stale_intervals=200),
-            "notify": NotifySettings(console=False, receivers=[hook], route=route),
+    """Two connections of one app on the sandbox: agency A's business center, and B's found."""
+    api = TikTokSettings.model_validate(
+        {
+            "base_url": sandbox.base_url,
+            "app_id": APP_ID,
+            "app_secret": APP_SECRET,
+            "connections": [
+                {"name": "agency-a", "access_token": TOKEN_A, "bc_ids": [BC_A]},
+                {"name": "agency-b", "access_token": TOKEN_B, "bc_ids": "discover"},
+            ],
         }
     )
-
-
-@asynccontextmanager
-async def _running(settings: Settings) -> AsyncIterator[list[Any]]:
-    url = settings.redis_url or ""
-    async with service_role(settings, url), poller_role(settings, url) as pollers:
-        yield pollers
-
-
-async def _advance(sandbox: SandboxServer, seconds: float) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{sandbox.admin_url}/clock/advance", json={"seconds": seconds}
-        )
-        response.raise_for_status()
+    return wired_with(settings, api, sink)
 
 
 def _of(sink: WebhookSink, kind: str, **data: str) -> list[dict[str, Any]]:
@@ -364,7 +338,7 @@ async def test_a_revoked_token_stops_only_its_connection_and_the_alert_names_it(
     async with SandboxServer(parse_scenario(SCENARIO)) as sandbox, WebhookSink() as sink:
         settings = _wired(settings, sandbox, sink)
         with structlog.testing.capture_logs() as logs:
-            async with _running(settings) as pollers:
+            async with running(settings) as pollers:
                 # One app: both connections spend one budget; each has its own client.
                 budgets = {id(poller._api.budget) for poller in pollers}
                 clients = {id(poller._api) for poller in pollers}
@@ -381,11 +355,12 @@ async def test_a_revoked_token_stops_only_its_connection_and_the_alert_names_it(
                 async with OAuthClient(settings.tiktok) as oauth:
                     await oauth.revoke(SecretStr(TOKEN_A))
                 # Statuses are ordered by API time: the failure must be newer than the last ok.
-                await _advance(sandbox, 1)
+                await admin(sandbox, "/clock/advance", {"seconds": 1})
                 await eventually(lambda: _has(sink, "source.auth_failed", bc_id=BC_A), within=20)
 
-                # agency-b keeps polling: its draining shop still raises its alerts.
-                await _advance(sandbox, 8.5 * HOUR)  # 15.00 of 100.00 ad credit left
+                # agency-b keeps polling: its draining shop still raises its alerts, with 15.00
+                # of 100.00 ad credit left.
+                await admin(sandbox, "/clock/advance", {"seconds": 8.5 * HOUR})
                 await eventually(lambda: _has(sink, "credit.low", advertiser_id=SHOP_B), within=20)
     [alert] = _of(sink, "source.auth_failed")
     data = alert["data"]

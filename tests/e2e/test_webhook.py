@@ -5,7 +5,6 @@ Time is a fake clock: the tests move it to the next retry instead of waiting for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,6 +19,7 @@ from service.deliver.sender import chains
 from tests.support.notify import (
     T0,
     Announced,
+    NotifyWith,
     notify_settings,
     pipeline,
     resolved,
@@ -27,12 +27,6 @@ from tests.support.notify import (
 )
 from tests.support.receiver import SECRET, Reply, WebhookSink
 from tests.support.streams import entries
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def hook(url: str, **extra: object) -> dict[str, object]:
@@ -49,11 +43,10 @@ def at_once(settings: Settings, url: str, **extra: object) -> Settings:
 
 
 async def test_body_and_signature_follow_the_contract(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink() as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
     [got] = sink.received
@@ -79,23 +72,20 @@ async def test_body_and_signature_follow_the_contract(
     }
 
 
-async def test_a_wrong_secret_does_not_verify(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
-) -> None:
+async def test_a_wrong_secret_does_not_verify(settings: Settings, notify_with: NotifyWith) -> None:
     other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
     async with WebhookSink(secret=other) as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, FakeClock(T0))
+        notify = notify_with(at_once(settings, sink.url))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
     assert [r.verified for r in sink.received] == [False]
 
 
 async def test_a_500_is_retried_on_the_schedule_with_the_same_webhook_id(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink([Reply(500), Reply(503)]) as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
         assert len(sink.received) == 1
@@ -122,11 +112,10 @@ async def test_a_500_is_retried_on_the_schedule_with_the_same_webhook_id(
 
 
 async def test_429_and_its_retry_after_are_honoured(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink([Reply(429, {"Retry-After": "120"})]) as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
         clock.advance(60)  # the schedule alone would have retried after 5 s
@@ -141,12 +130,11 @@ async def test_429_and_its_retry_after_are_honoured(
 
 
 async def test_410_disables_the_endpoint_and_raises_an_ops_alert(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     announced = Announced()
     async with WebhookSink([Reply(410)]) as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock, announced)
+        notify = notify_with(at_once(settings, sink.url), announced)
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
         later = transition("credit.low", starts_at=T0 + timedelta(minutes=1))
@@ -166,14 +154,13 @@ async def test_410_disables_the_endpoint_and_raises_an_ops_alert(
 
 
 async def test_timeouts_are_retried_until_the_last_attempt_then_dead_lettered(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     # Generous margins: under load the request must still reach the receiver before our
     # timeout, and the answer must still come after it.
     slow = [Reply(200, delay_s=2.0) for _ in range(3)]
     async with WebhookSink(slow) as sink:
-        notify = pipeline(at_once(settings, sink.url, timeout_s=0.5), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url, timeout_s=0.5))
         await notify.notifier.handle(transition().to_json(), "1-0")
         for _ in range(3):  # the schedule has two waits: three attempts in all
             await notify.run_once()
@@ -189,11 +176,10 @@ async def test_timeouts_are_retried_until_the_last_attempt_then_dead_lettered(
 
 
 async def test_a_redelivered_stream_entry_is_sent_once(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     async with WebhookSink() as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url))
         payload = transition().to_json()
         await notify.notifier.handle(payload, "1-0")
         await notify.run_once()
@@ -204,14 +190,13 @@ async def test_a_redelivered_stream_entry_is_sent_once(
 
 
 async def test_a_webhook_routed_by_kind_gets_only_that_kind(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, notify_with: NotifyWith
 ) -> None:
     """What the retired ``notify.webhooks`` form did (``kinds``), declared the documented way."""
-    clock = FakeClock(T0)
     async with WebhookSink() as sink:
         hook, route = sink.receiver_and_route("low-only", kinds=["credit.low"])
         routed = notify_settings(settings, receivers=[hook], route=route)
-        notify = pipeline(routed, redis_client, http, clock)
+        notify = notify_with(routed)
         # Another account's exhausted alert: the same account's would inhibit its low one.
         exhausted = transition("credit.exhausted", advertiser_id="72")
         await notify.notifier.handle(exhausted.to_json(), "1-0")
@@ -245,12 +230,11 @@ def test_a_junk_retry_after_is_ignored_or_clamped(header: str, expected: float |
 
 
 async def test_a_junk_retry_after_from_a_receiver_is_a_plain_retry(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
-    clock = FakeClock(T0)
     replies = [Reply(503, {"Retry-After": "²"}), Reply(429, {"Retry-After": "9" * 400})]
     async with WebhookSink(replies) as sink:
-        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        notify = notify_with(at_once(settings, sink.url))
         await notify.notifier.handle(transition().to_json(), "1-0")
         await notify.run_once()
         clock.advance(10)  # "²" is no Retry-After: the schedule's 5 s (+-20 %) applies
@@ -283,12 +267,11 @@ def test_an_episodes_notifications_go_out_in_order_and_others_alongside() -> Non
 
 
 async def test_a_delivery_whose_lease_ran_out_in_its_chain_is_left_to_the_next_round(
-    settings: Settings, redis_client: Redis
+    settings: Settings, redis_client: Redis, clock: FakeClock
 ) -> None:
     # An episode's firing and resolved are claimed together and go out in order. The firing
     # attempt outlasts the lease (a slow receiver, a stalled loop), so the resolved one is due
     # again and may be claimed by another round or replica: this round must not send it too.
-    clock = FakeClock(T0)
     lease = settings.notify.delivery_lease
 
     async def stall(response: httpx.Response) -> None:

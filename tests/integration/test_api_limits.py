@@ -27,6 +27,7 @@ from service.deliver.silences import Silence, Silences
 from service.http.admission import ConcurrencyLimit
 from tests.support.api import AUTH, TOKEN, api_settings, app_client
 from tests.support.api_account import CREDIT
+from tests.support.silences import silence_from
 from tests.support.waiting import eventually
 
 SILENCE: dict[str, Any] = {
@@ -190,14 +191,7 @@ async def test_matching_reparses_silences_only_after_a_change(
     )
     now = utc_now()
     for n in range(20):
-        await api.add(
-            {"advertiser_id": f"7{n}"},
-            starts_at=now,
-            ends_at=now + timedelta(hours=1),
-            comment="c",
-            author="a",
-            now=now,
-        )
+        await silence_from(api, {"advertiser_id": f"7{n}"}, now=now)
     parsed = 0
     original = Silence.model_validate_json
 
@@ -213,14 +207,7 @@ async def test_matching_reparses_silences_only_after_a_change(
         await notifier.matching({"advertiser_id": "75"}, now)
     assert parsed == first == 20
     # A change made elsewhere (another replica, the API) is seen on the next match.
-    added = await api.add(
-        {"advertiser_id": "999"},
-        starts_at=now,
-        ends_at=now + timedelta(hours=1),
-        comment="c",
-        author="a",
-        now=now,
-    )
+    added = await silence_from(api, {"advertiser_id": "999"}, now=now)
     hit = await notifier.matching({"advertiser_id": "999"}, now)
     assert hit is not None and hit.id == added.id
     await api.expire(added.id, now)

@@ -22,6 +22,7 @@ from service.deliver.pipeline import NotifyPipeline
 from service.deliver.quiet_hours import muted_until
 from service.deliver.routing import Router
 from tests.support.notify import T0, notify_settings, pipeline, resolved, transition
+from tests.support.silences import silence_from
 from tests.support.streams import entries
 
 CONSOLES = [{"type": "console", "name": n} for n in ("default", "growth", "finance", "pager")]
@@ -185,13 +186,13 @@ async def test_silenced_alerts_are_recorded_not_sent(
         http,
         clock,
     )
-    silence = await notify.silences.add(
+    silence = await silence_from(
+        notify.silences,
         {"kind": "credit.*", "advertiser_id": "71"},
-        starts_at=T0,
-        ends_at=T0 + timedelta(hours=2),
+        now=T0,
+        lasting=timedelta(hours=2),
         comment="top-up on its way",
         author="ana",
-        now=T0,
     )
     firing = transition()
     await notify.notifier.handle(firing.to_json(), "1-0")
@@ -322,13 +323,8 @@ async def test_a_batch_is_routed_in_stream_order_once_with_its_malformed_entry_s
     clock = FakeClock(T0)
     route = {"receiver": "default", "group_by": ["..."], "group_wait": 0, "group_interval": 0}
     notify = make(routed(settings, route), redis_client, http, clock)
-    await notify.silences.add(
-        {"advertiser_id": "73"},
-        starts_at=T0,
-        ends_at=T0 + timedelta(hours=1),
-        comment="known",
-        author="ana",
-        now=T0,
+    await silence_from(
+        notify.silences, {"advertiser_id": "73"}, now=T0, comment="known", author="ana"
     )
     firing = transition()
     batch = [

@@ -29,7 +29,7 @@ from service.http.delivery_routes import delivery_store
 from service.http.promotions_paste import parse_promotions
 from tests.support.alert_stream import publish
 from tests.support.api import AUTH, api_settings, app_client
-from tests.support.notify import transition_for
+from tests.support.notify import low_firing
 from tests.support.status_accounts import (
     ACCOUNTS,
     ALPHA,
@@ -41,26 +41,18 @@ from tests.support.status_accounts import (
     state,
 )
 from workers.contract.alerts import AlertTransition
-from workers.contract.snapshots import PROMOTION_ISSUED, AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import PROMOTION_ISSUED
 
 
 def firing(advertiser_id: str, name: str, severity: str, currency: str) -> AlertTransition:
-    snapshot = AccountBalanceSnapshot(
+    return low_firing(
         bc_id="b1",
         advertiser_id=advertiser_id,
-        advertiser_name=name,
+        name=name,
         currency=currency,
-        balances=BalanceInfo(),
-        observed_at=NOW,
-    )
-    return transition_for(
-        snapshot,
-        kind="credit.low",
-        status="firing",
         severity=severity,  # type: ignore[arg-type]
         starts_at=NOW - timedelta(hours=1),
-        summary=f"{name} is low",
-        values={},
+        observed_at=NOW,
     )
 
 

@@ -10,11 +10,10 @@ from typing import Any
 from service.detect.state import (
     AccountState,
     BalancePoint,
-    DayFigure,
     OpenEpisode,
     Profile,
-    SpendDays,
 )
+from tests.support.spend_days import daily_spend
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 ADV = "7100000000001"
@@ -41,12 +40,6 @@ PROGRAM: dict[str, Any] = {
 
 def account_state() -> AccountState:
     """An account 10 days into a 300 credit, burning 20 a day, 100 frozen, a low alert open."""
-    spend = {
-        (NOW - timedelta(days=back)).date(): DayFigure(
-            cash=Decimal(0), grant=Decimal(20), total=Decimal(20), observed_at=NOW
-        )
-        for back in range(1, 8)
-    }
     return AccountState(
         advertiser_id=ADV,
         profile=Profile(advertiser_name="Draining Shop", bc_id="7000000000001", currency="USD"),
@@ -60,6 +53,6 @@ def account_state() -> AccountState:
             BalancePoint(at=NOW - timedelta(hours=12), grant=Decimal(170), cash=Decimal(500)),
             BalancePoint(at=NOW, grant=Decimal(160), cash=Decimal(500)),
         ],
-        spend={"bc_cost": SpendDays(spend)},
+        spend={"bc_cost": daily_spend(NOW, 7, grant=Decimal(20))},
         open={"credit.low": OpenEpisode(alert_id="al_low", starts_at=NOW - timedelta(hours=1))},
     )

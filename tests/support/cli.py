@@ -46,3 +46,10 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
         **extra,
     }
+
+
+def refused_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """``check_config`` on a file it must refuse (exit 2); its output is the caller's to check."""
+    result = check_config(tmp_path, text)
+    assert result.returncode == 2, result.stdout + result.stderr
+    return result

@@ -32,15 +32,22 @@ SCENARIO = scenario_text("end_to_end", TOKEN=TOKEN, DRAINING=DRAINING, HEALTHY=H
 
 
 def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink, **tiktok: Any) -> Settings:
+    """``wired_with`` the scenario's token and business center on ``sandbox``."""
+    api = TikTokSettings(
+        base_url=sandbox.base_url,
+        access_token=SecretStr(tiktok.pop("token", TOKEN)),
+        bc_ids=["7000000000001"],
+        **tiktok,
+    )
+    return wired_with(settings, api, sink)
+
+
+def wired_with(settings: Settings, tiktok: TikTokSettings, sink: WebhookSink) -> Settings:
+    """``settings`` polling the API ``tiktok`` describes, fast, and notifying ``sink``."""
     hook, route = sink.receiver_and_route("e2e")
     return settings.model_copy(
         update={
-            "tiktok": TikTokSettings(
-                base_url=sandbox.base_url,
-                access_token=SecretStr(tiktok.pop("token", TOKEN)),
-                bc_ids=["7000000000001"],
-                **tiktok,
-            ),
+            "tiktok": tiktok,
             "poll": FAST_POLLS,
             # Wall-clock staleness is not what these tests are about: only far-off silence.
             "detect": DetectSettings(stale_intervals=200),
@@ -50,10 +57,12 @@ def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink, **tikto
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[None]:
+async def running(settings: Settings) -> AsyncIterator[list[Any]]:
+    """The service and poller roles in process; the pollers, as ``Any`` for tests that look
+    at a subclass's insides."""
     url = settings.redis_url or ""
-    async with service_role(settings, url), poller_role(settings, url):
-        yield
+    async with service_role(settings, url), poller_role(settings, url) as pollers:
+        yield pollers
 
 
 async def admin(sandbox: SandboxServer, path: str, body: dict[str, Any]) -> None:

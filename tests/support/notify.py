@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sized
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,9 @@ from workers.contract.alerts import AlertTransition, Severity, Status, episode_i
 from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+# What the e2e ``notify_with`` fixture gives: configured settings in, a pipeline out.
+NotifyWith = Callable[..., NotifyPipeline]
 
 
 def transition_for(
@@ -46,6 +50,37 @@ def transition_for(
         starts_at=starts_at,
         ends_at=snapshot.observed_at if status == "resolved" else None,
         observed_at=snapshot.observed_at,
+    )
+
+
+def low_firing(
+    *,
+    bc_id: str,
+    advertiser_id: str,
+    name: str,
+    currency: str,
+    severity: Severity,
+    starts_at: datetime,
+    observed_at: datetime,
+) -> AlertTransition:
+    """A firing ``credit.low`` that says only "``name`` is low", with no values: an alert the
+    status page lists, not one a receiver renders."""
+    snapshot = AccountBalanceSnapshot(
+        bc_id=bc_id,
+        advertiser_id=advertiser_id,
+        advertiser_name=name,
+        currency=currency,
+        balances=BalanceInfo(),
+        observed_at=observed_at,
+    )
+    return transition_for(
+        snapshot,
+        kind="credit.low",
+        status="firing",
+        severity=severity,
+        starts_at=starts_at,
+        summary=f"{name} is low",
+        values={},
     )
 
 
@@ -120,3 +155,15 @@ def pipeline(
         rng=random.Random(7),
         **kwargs,
     )
+
+
+async def waits_then_retries(
+    notify: NotifyPipeline, clock: FakeClock, sent: Sized, waiting: float
+) -> None:
+    """A throttled first attempt: ``waiting`` seconds on, the retry is not yet due (still only
+    the first request in ``sent``); one second later it is, and goes out."""
+    clock.advance(waiting)
+    await notify.run_once()
+    assert len(sent) == 1
+    clock.advance(1)
+    await notify.run_once()

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from workers.contract import wire
-from workers.sandbox import API_PREFIX, Sandbox, Scenario
+from workers.sandbox import ADMIN_PREFIX, API_PREFIX, Sandbox, Scenario
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 TOKEN = "test-token"
@@ -67,3 +67,18 @@ async def api_get(http: httpx.AsyncClient, path: str, **params: Any) -> dict[str
     assert response.status_code == 200
     body: dict[str, Any] = wire.loads(response.content)
     return body
+
+
+COST = "/bc/account/cost/get/"
+TRANSACTIONS = "/bc/account/transaction/get/"
+
+
+async def bc_report(http: httpx.AsyncClient, path: str, **filtering: Any) -> dict[str, Any]:
+    """One of ``BC``'s reports (its cost, its transactions), filtered by ``filtering``."""
+    return await api_get(http, path, bc_id=BC, filtering=filtering)
+
+
+async def advance(http: httpx.AsyncClient, seconds: float) -> None:
+    """Moves the sandbox's simulated clock on by ``seconds``."""
+    moved = await http.post(f"{ADMIN_PREFIX}/clock/advance", json={"seconds": seconds})
+    assert moved.status_code == 200

@@ -13,12 +13,11 @@ from config.ledger import Credit
 from service.detect.state import (
     AccountState,
     BalancePoint,
-    DayFigure,
     OpenEpisode,
     Profile,
-    SpendDays,
     TransactionRecord,
 )
+from tests.support.spend_days import daily_spend
 from workers.contract.snapshots import PROMOTION_ISSUED
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
@@ -38,12 +37,6 @@ def state(
     **extra: Any,
 ) -> AccountState:
     """An account burning ``burn`` a day out of its grant for the last week."""
-    spend = {
-        (NOW - timedelta(days=back)).date(): DayFigure(
-            cash=Decimal(0), grant=Decimal(burn), total=Decimal(burn), observed_at=NOW
-        )
-        for back in range(1, 8)
-    }
     grant = Decimal(valid + frozen)
     return AccountState(
         advertiser_id=advertiser_id,
@@ -57,7 +50,7 @@ def state(
             BalancePoint(at=NOW - timedelta(hours=12), grant=grant + burn // 2, cash=Decimal(0)),
             BalancePoint(at=NOW, grant=grant, cash=Decimal(0)),
         ],
-        spend={"bc_cost": SpendDays(spend)} if burn else {},
+        spend={"bc_cost": daily_spend(NOW, 7, grant=Decimal(burn))} if burn else {},
         open=(
             {alert: OpenEpisode(alert_id=f"al_{advertiser_id}", starts_at=NOW - timedelta(hours=1))}
             if alert

@@ -18,14 +18,18 @@ import pytest
 from tests.support.sandbox_asgi import (
     AUTH,
     BC,
+    COST,
     DRAIN,
     START,
     STEADY,
     TOKEN,
+    TRANSACTIONS,
     FakeMonotonic,
+    advance,
     advertiser,
     api_get,
     asgi_client,
+    bc_report,
     scenario,
 )
 from workers.contract import wire
@@ -593,13 +597,8 @@ async def test_advertiser_info(client: httpx.AsyncClient) -> None:
 async def test_cost_and_transactions_follow_the_simulation() -> None:
     sandbox = Sandbox(_busy_scenario())
     async with asgi_client(sandbox) as http:
-        await http.post(f"{ADMIN_PREFIX}/clock/advance", json={"seconds": 32 * 3600})
-        cost = await api_get(
-            http,
-            "/bc/account/cost/get/",
-            bc_id=BC,
-            filtering={"start_date": "2026-11-01", "end_date": "2026-11-02"},
-        )
+        await advance(http, 32 * 3600)
+        cost = await bc_report(http, COST, start_date="2026-11-01", end_date="2026-11-02")
         assert cost["code"] == 0
         rows = {row["advertiser_id"]: row for row in cost["data"]["cost_list"]}
         expected = sandbox.simulation.spend_between(DRAIN, START.date(), at_hours(32).date())
@@ -619,23 +618,15 @@ async def test_cost_and_transactions_follow_the_simulation() -> None:
         summary = cost["data"]["transaction_summary"]
         assert summary["amount"] == sum(row["amount"] for row in rows.values())
 
-        too_long = await api_get(
-            http,
-            "/bc/account/cost/get/",
-            bc_id=BC,
-            filtering={"start_date": "2025-01-01", "end_date": "2026-11-02"},
-        )
+        too_long = await bc_report(http, COST, start_date="2025-01-01", end_date="2026-11-02")
         assert too_long["code"] == 40002
 
-        txs = await api_get(
+        txs = await bc_report(
             http,
-            "/bc/account/transaction/get/",
-            bc_id=BC,
-            filtering={
-                "transaction_types": ["PROMOTION_ISSUED", "PROMOTION_EXPIRED"],
-                "start_time": "2026-11-01 00:00:00",
-                "end_time": "2026-11-02 12:00:00",
-            },
+            TRANSACTIONS,
+            transaction_types=["PROMOTION_ISSUED", "PROMOTION_EXPIRED"],
+            start_time="2026-11-01 00:00:00",
+            end_time="2026-11-02 12:00:00",
         )
         assert txs["code"] == 0
         listed = txs["data"]["transaction_list"]
@@ -765,13 +756,13 @@ def _fidelity_scenario(*, shared_access: bool = True) -> Scenario:
 async def test_transactions_carry_offset_zones_and_are_filtered_on_the_bcs_clock() -> None:
     sandbox = Sandbox(_fidelity_scenario())
     async with asgi_client(sandbox) as http:
-        await http.post(f"{ADMIN_PREFIX}/clock/advance", json={"seconds": 6 * 3600})
+        await advance(http, 6 * 3600)
         # 10:00 on the BC's UTC+08:00 clock is 02:00 UTC, when the credit was issued.
-        found = await api_get(
+        found = await bc_report(
             http,
-            "/bc/account/transaction/get/",
-            bc_id=BC,
-            filtering={"start_time": "2026-11-01 10:00:00", "end_time": "2026-11-01 23:00:00"},
+            TRANSACTIONS,
+            start_time="2026-11-01 10:00:00",
+            end_time="2026-11-01 23:00:00",
         )
         [issued, topup] = sorted(
             found["data"]["transaction_list"], key=lambda row: row["create_time"]
@@ -784,19 +775,18 @@ async def test_transactions_carry_offset_zones_and_are_filtered_on_the_bcs_clock
         assert issued["payment_portfolio_id"] == "74"
         assert (topup["transaction_type"], topup["billing_type"]) == ("ADD_BALANCE", "CASH")
         # One second later on that clock, the credit is outside the window.
-        later = await api_get(
+        later = await bc_report(
             http,
-            "/bc/account/transaction/get/",
-            bc_id=BC,
-            filtering={"start_time": "2026-11-01 10:00:01", "billing_types": ["CREDIT"]},
+            TRANSACTIONS,
+            start_time="2026-11-01 10:00:01",
+            billing_types=["CREDIT"],
         )
         assert later["data"]["transaction_list"] == []
         # The shared-in account's transactions need their own query.
-        shared = await api_get(
+        shared = await bc_report(
             http,
-            "/bc/account/transaction/get/",
-            bc_id=BC,
-            filtering={"owner_of_account": ["SHARED_BY_OTHER_BUSINESS_CENTER"]},
+            TRANSACTIONS,
+            owner_of_account=["SHARED_BY_OTHER_BUSINESS_CENTER"],
         )
         [guest] = shared["data"]["transaction_list"]
         assert (guest["account_id"], guest["amount"]) == (STEADY, Decimal("20.00"))
@@ -806,14 +796,13 @@ async def test_transactions_carry_offset_zones_and_are_filtered_on_the_bcs_clock
 async def test_shared_accounts_without_access_are_refused_with_40001() -> None:
     sandbox = Sandbox(_fidelity_scenario(shared_access=False))
     async with asgi_client(sandbox) as http:
-        shared = await api_get(
+        shared = await bc_report(
             http,
-            "/bc/account/transaction/get/",
-            bc_id=BC,
-            filtering={"owner_of_account": ["SHARED_BY_OTHER_BUSINESS_CENTER"]},
+            TRANSACTIONS,
+            owner_of_account=["SHARED_BY_OTHER_BUSINESS_CENTER"],
         )
         assert shared["code"] == 40001
-        owned = await api_get(http, "/bc/account/transaction/get/", bc_id=BC)
+        owned = await api_get(http, TRANSACTIONS, bc_id=BC)
         assert owned["code"] == 0
 
 

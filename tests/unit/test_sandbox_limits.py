@@ -7,20 +7,22 @@ from datetime import timedelta
 
 import httpx
 
-from tests.support.sandbox_asgi import BC, FakeMonotonic, api_get, asgi_client, scenario
+from tests.support.sandbox_asgi import (
+    BC,
+    COST,
+    FakeMonotonic,
+    advance,
+    api_get,
+    asgi_client,
+    scenario,
+)
 from workers.sandbox import ADMIN_PREFIX, Sandbox
 
 BALANCE = "/bc/balance/get/"
-COST = "/bc/account/cost/get/"
 
 
 async def codes(http: httpx.AsyncClient, path: str, count: int) -> list[int]:
     return [(await api_get(http, path, bc_id=BC))["code"] for _ in range(count)]
-
-
-async def advance(http: httpx.AsyncClient, seconds: float) -> None:
-    moved = await http.post(f"{ADMIN_PREFIX}/clock/advance", json={"seconds": seconds})
-    assert moved.status_code == 200
 
 
 async def test_going_over_the_minute_limit_suspends_for_five_simulated_minutes() -> None:
