@@ -326,7 +326,7 @@ async def test_a_persistent_throttle_pauses_the_endpoint_and_spends_no_retry(
 
 
 async def test_a_throttled_probe_pauses_again_at_once(make_api: MakeApi) -> None:
-    """Still suspended when the pause ends: one probe, then another full pause."""
+    """Still suspended when the pause ends: one probe, then a pause twice as long."""
     sent_at: list[float] = []
     clock_of: list[FakeClock] = []
 
@@ -337,9 +337,9 @@ async def test_a_throttled_probe_pauses_again_at_once(make_api: MakeApi) -> None
     api = make_api(server, suspension_s=300.0, suspend_after_s=3.0)
     clock_of.append(api.clock)
     await api.client.get("/bc/balance/get/", {})
-    # Throttles until 3.75 s, the probe at 303.75 s (throttled: paused again at once), the
-    # next probe at 603.75 s.
-    assert sent_at == pytest.approx([0.0, 0.25, 0.75, 1.75, 3.75, 303.75, 603.75])
+    # Throttles until 3.75 s, the probe at 303.75 s (throttled: paused again at once, for
+    # 600 s), the next probe at 903.75 s.
+    assert sent_at == pytest.approx([0.0, 0.25, 0.75, 1.75, 3.75, 303.75, 903.75])
 
 
 async def test_throttles_between_successes_are_no_suspension(make_api: MakeApi) -> None:
