@@ -140,6 +140,12 @@ class Sender:
     async def _process(self, delivery_id: str, page: _Page) -> None:
         """One claimed delivery, as read when it was claimed (leased: no one else changes it;
         a receiver disabled since is found so by its next page)."""
+        if self._clock() >= page.leased_until:
+            # Waited behind its chain (or a stalled Redis) past its lease: it is due again and
+            # may be claimed by another round already. Sending, giving up or dropping it here
+            # would do it twice.
+            log.info("delivery.lease_expired", delivery_id=delivery_id)
+            return
         delivery = page.documents[delivery_id]
         if delivery is None or delivery.status != "pending":
             await self._store.drop_from_queue(delivery_id)
@@ -154,11 +160,6 @@ class Sender:
             await self._give_up(delivery, Outcome.failed("receiver is disabled (HTTP 410)"))
             return
         now = self._clock()
-        if now >= page.leased_until:
-            # Waited behind its chain (or a stalled Redis) past its lease: it is due again and
-            # may be claimed by another round already. Sending it here would send it twice.
-            log.info("delivery.lease_expired", delivery_id=delivery_id)
-            return
         wait_s = await self._limiter.reserve(
             receiver.name, per_s=receiver.rate_limit_per_s, now=now
         )
