@@ -35,7 +35,6 @@ __all__ = [
     "Subject",
     "Value",
     "close",
-    "due",
     "flag_text",
     "notify_once",
     "open_",
@@ -219,7 +218,7 @@ def sync(
 ) -> list[AlertTransition]:
     """Open when ``firing`` and not open; close when ``clear`` and open (hysteresis lives in
     the gap between the two conditions)."""
-    if not due(episodes.open, rule, firing=firing, clear=clear):
+    if not _due(episodes.open, rule, firing=firing, clear=clear):
         return []
     if rule.key in episodes:
         return [close(episodes, subject, rule, now, resolve)]
@@ -240,7 +239,7 @@ def sync_state(
 
     ``say`` is asked for the messages only when the episode opens or closes: most snapshots
     change nothing, and building them is most of such a rule's work."""
-    if not due(state.open, rule, firing=firing, clear=clear):
+    if not _due(state.open, rule, firing=firing, clear=clear):
         return state, []
     subject = subject_of(state)
     fire, resolve, values = say(subject)
@@ -258,9 +257,11 @@ def sync_state(
     return episodes.updated(state), transitions
 
 
-def due(open_episodes: Mapping[str, OpenEpisode], rule: Rule, *, firing: bool, clear: bool) -> bool:
-    """Whether ``sync`` would open or close anything: a rule whose messages are costly to
-    build asks first, as most snapshots change nothing."""
+def _due(
+    open_episodes: Mapping[str, OpenEpisode], rule: Rule, *, firing: bool, clear: bool
+) -> bool:
+    """Whether ``sync`` would open or close anything (``sync_state`` asks before it has the
+    messages built, as most snapshots change nothing)."""
     return (rule.key in open_episodes and clear) or (rule.key not in open_episodes and firing)
 
 
