@@ -91,3 +91,11 @@ def settings(prefix: str, redis_url: str, tmp_path: Path) -> Settings:
 async def http(settings: Settings, redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(api_settings(settings), redis_client) as client:
         yield client
+
+
+@pytest.fixture
+async def outbound() -> AsyncIterator[httpx.AsyncClient]:
+    """What the notification pipeline sends to receivers with (``http`` is a client of our
+    own API)."""
+    async with httpx.AsyncClient() as client:
+        yield client

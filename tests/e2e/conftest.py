@@ -1,9 +1,8 @@
-"""Fixtures for the notification end-to-end tests: a fake clock, a plain outbound HTTP
-client (the receivers are local servers), and a pipeline builder on both."""
+"""Fixtures for the notification end-to-end tests: a fake clock, and a pipeline builder on
+it and the root ``outbound`` HTTP client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,13 +19,6 @@ from tests.support.notify import T0, NotifyWith, pipeline
 def clock() -> FakeClock:
     """The clock the pipeline runs on, at ``T0``: tests move it to the next retry by hand."""
     return FakeClock(T0)
-
-
-@pytest.fixture
-async def outbound() -> AsyncIterator[httpx.AsyncClient]:
-    """What the pipeline sends to receivers with (the root ``http`` is a client of our API)."""
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ a fake clock: a digest due while the service was down goes out once when it is b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,6 @@ from workers.sandbox import DEMO_SCENARIO, load_scenario
 
 # Every advertiser of the demo scenario has a state after 18 hours.
 DEMO_ADVERTISERS = sum(1 for _ in load_scenario(DEMO_SCENARIO).advertisers())
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture
@@ -140,7 +133,7 @@ async def test_digest_commands_name_a_wrong_receiver(settings: Settings, tmp_pat
 async def test_digest_send_goes_through_the_service_by_email_and_slack(
     settings: Settings,
     redis_client: Redis,
-    http: httpx.AsyncClient,
+    outbound: httpx.AsyncClient,
     accounts: list[AccountView],
     tmp_path: Path,
 ) -> None:
@@ -154,7 +147,7 @@ async def test_digest_send_goes_through_the_service_by_email_and_slack(
                 assert sent.stdout.startswith(f"queued: {name}:digest:now-")
             clock = FakeClock(utc_now())  # the command line stamped its deliveries with real time
             service = pipeline(
-                notify_settings(settings, receivers=list(receivers)), redis_client, http, clock
+                notify_settings(settings, receivers=list(receivers)), redis_client, outbound, clock
             )
             await service.run_once()
     [message] = smtp.messages
@@ -197,7 +190,7 @@ def test_the_latest_due_time_is_local_and_weekly_picks_its_weekday() -> None:
 async def test_a_digest_due_while_the_service_was_down_goes_out_once(
     settings: Settings,
     redis_client: Redis,
-    http: httpx.AsyncClient,
+    outbound: httpx.AsyncClient,
     accounts: list[AccountView],
 ) -> None:
     # 06:00 in Berlin on a Sunday: the first sight of the digest sends nothing.
@@ -207,7 +200,7 @@ async def test_a_digest_due_while_the_service_was_down_goes_out_once(
         configured_settings = notify_settings(
             settings, receivers=[email(smtp.port, digest=schedule)]
         )
-        service = pipeline(configured_settings, redis_client, http, clock)
+        service = pipeline(configured_settings, redis_client, outbound, clock)
         await service.run_once()
         assert smtp.messages == []
         clock.advance(2 * 3600)  # 08:00 Berlin
@@ -216,7 +209,7 @@ async def test_a_digest_due_while_the_service_was_down_goes_out_once(
         assert [m["Subject"] for m in smtp.messages] == ["creditwatch daily digest, 2026-11-22"]
         # Down for three days and a half; back at 20:00 on Wednesday.
         clock.advance(3.5 * 86400)
-        restarted = pipeline(configured_settings, redis_client, http, clock)
+        restarted = pipeline(configured_settings, redis_client, outbound, clock)
         for _ in range(3):
             await restarted.run_once()
             clock.advance(60)

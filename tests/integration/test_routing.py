@@ -7,7 +7,6 @@ who gets which transitions when, read back from the delivery history.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +27,6 @@ from tests.support.streams import entries
 CONSOLES = [{"type": "console", "name": n} for n in ("default", "growth", "finance", "pager")]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def routed(settings: Settings, route: dict[str, Any], **notify: Any) -> Settings:
     return notify_settings(settings, receivers=CONSOLES, route=route, **notify)
 
@@ -52,8 +45,8 @@ async def sent(notify: NotifyPipeline) -> list[tuple[str, list[str], bool]]:
     ]
 
 
-def make(settings: Settings, redis: Redis, http: httpx.AsyncClient, clock: FakeClock) -> Any:
-    return pipeline(settings, redis, http, clock, console=io.StringIO())
+def make(settings: Settings, redis: Redis, outbound: httpx.AsyncClient, clock: FakeClock) -> Any:
+    return pipeline(settings, redis, outbound, clock, console=io.StringIO())
 
 
 TREE: dict[str, Any] = {
@@ -91,10 +84,10 @@ def test_the_route_tree_with_continue_labels_and_a_default() -> None:
 
 
 async def test_routed_alerts_reach_their_receivers(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
-    notify = make(routed(settings, TREE, account_labels=LABELS), redis_client, http, clock)
+    notify = make(routed(settings, TREE, account_labels=LABELS), redis_client, outbound, clock)
     await notify.notifier.handle(transition("credit.low", severity="warning").to_json(), "1-0")
     await notify.notifier.handle(transition(bc_id="7000000000009").to_json(), "2-0")
     await notify.run_once()
@@ -106,11 +99,11 @@ async def test_routed_alerts_reach_their_receivers(
 
 
 async def test_group_wait_then_group_interval_batch_alerts(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
     route = {"receiver": "default", "group_wait": "30s", "group_interval": "5m"}
-    notify = make(routed(settings, route), redis_client, http, clock)
+    notify = make(routed(settings, route), redis_client, outbound, clock)
     for n in range(3):
         await notify.notifier.handle(transition(advertiser_id=f"7{n}").to_json(), f"{n}-0")
         clock.advance(5)
@@ -132,11 +125,11 @@ async def test_group_wait_then_group_interval_batch_alerts(
 
 
 async def test_still_firing_alerts_repeat_and_resolved_ones_do_not(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
     route = {"receiver": "default", "group_wait": 0, "group_interval": 0, "repeat_interval": "4h"}
-    notify = make(routed(settings, route), redis_client, http, clock)
+    notify = make(routed(settings, route), redis_client, outbound, clock)
     firing = transition()
     await notify.notifier.handle(firing.to_json(), "1-0")
     await notify.run_once()
@@ -158,7 +151,7 @@ async def test_still_firing_alerts_repeat_and_resolved_ones_do_not(
 
 
 async def test_send_resolved_off_skips_resolved_notices(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
     quiet = notify_settings(
@@ -166,7 +159,7 @@ async def test_send_resolved_off_skips_resolved_notices(
         receivers=[{"type": "console", "name": "default", "send_resolved": False}],
         route={"receiver": "default", "group_wait": 0, "group_interval": 0},
     )
-    notify = make(quiet, redis_client, http, clock)
+    notify = make(quiet, redis_client, outbound, clock)
     firing = transition()
     await notify.notifier.handle(firing.to_json(), "1-0")
     await notify.notifier.handle(resolved(firing, T0).to_json(), "2-0")
@@ -177,13 +170,13 @@ async def test_send_resolved_off_skips_resolved_notices(
 
 
 async def test_silenced_alerts_are_recorded_not_sent(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
     notify = make(
         routed(settings, {"receiver": "default", "group_wait": 0, "group_interval": 0}),
         redis_client,
-        http,
+        outbound,
         clock,
     )
     silence = await silence_from(
@@ -222,7 +215,7 @@ NIGHTS = {
 
 
 async def test_quiet_hours_hold_non_critical_alerts_until_they_end(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     night = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 00:30 in Berlin
     clock = FakeClock(night)
@@ -233,7 +226,9 @@ async def test_quiet_hours_hold_non_critical_alerts_until_they_end(
         "group_by": ["severity"],
         "mute_time_intervals": ["nights"],
     }
-    notify = make(routed(settings, route, mute_time_intervals=[NIGHTS]), redis_client, http, clock)
+    notify = make(
+        routed(settings, route, mute_time_intervals=[NIGHTS]), redis_client, outbound, clock
+    )
     low = transition("credit.low", severity="warning", starts_at=night)
     await notify.notifier.handle(low.to_json(), "1-0")
     # Another account's: the same account's exhausted alert would inhibit its low one.
@@ -296,7 +291,7 @@ def test_bad_notify_settings_are_named(notify: dict[str, Any], message: str) -> 
 
 
 async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_receiver(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     """A peer reclaims the firing's stream entry late, after the resolved one was routed:
     the receiver still gets both, and the alert is not left firing."""
@@ -306,7 +301,7 @@ async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_re
         receivers=[{"type": "console", "name": "default"}],
         route={"receiver": "default", "group_wait": 0, "group_interval": 0},
     )
-    notify = make(order, redis_client, http, clock)
+    notify = make(order, redis_client, outbound, clock)
     firing = transition()
     await notify.notifier.handle(resolved(firing, T0).to_json(), "2-0")
     await notify.notifier.handle(firing.to_json(), "1-0")
@@ -318,11 +313,11 @@ async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_re
 
 
 async def test_a_batch_is_routed_in_stream_order_once_with_its_malformed_entry_set_aside(
-    settings: Settings, redis_client: Redis, http: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
 ) -> None:
     clock = FakeClock(T0)
     route = {"receiver": "default", "group_by": ["..."], "group_wait": 0, "group_interval": 0}
-    notify = make(routed(settings, route), redis_client, http, clock)
+    notify = make(routed(settings, route), redis_client, outbound, clock)
     await silence_from(
         notify.silences, {"advertiser_id": "73"}, now=T0, comment="known", author="ana"
     )
