@@ -23,8 +23,10 @@ from redis.asyncio import Redis
 
 from config.api import ApiSettings
 from config.settings import Settings, StreamSettings
+from service.deliver.clock import FakeClock
 from service.embedded_redis import EmbeddedRedis
 from tests.support.api import api_settings, app_client
+from tests.support.notify import T0
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
 LEVELS = ("unit", "integration", "e2e", "chaos")
@@ -91,6 +93,12 @@ def settings(prefix: str, redis_url: str, tmp_path: Path) -> Settings:
 async def http(settings: Settings, redis_client: Redis) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(api_settings(settings), redis_client) as client:
         yield client
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock a notification pipeline runs on, at ``T0``: tests move it by hand."""
+    return FakeClock(T0)
 
 
 @pytest.fixture

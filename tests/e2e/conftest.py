@@ -1,5 +1,5 @@
-"""Fixtures for the notification end-to-end tests: a fake clock, and a pipeline builder on
-it and the root ``outbound`` HTTP client."""
+"""Fixtures for the notification end-to-end tests: a pipeline builder on the root ``clock``
+and ``outbound`` fixtures."""
 
 from __future__ import annotations
 
@@ -12,13 +12,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.pipeline import NotifyPipeline
-from tests.support.notify import T0, NotifyWith, pipeline
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The clock the pipeline runs on, at ``T0``: tests move it to the next retry by hand."""
-    return FakeClock(T0)
+from tests.support.notify import NotifyWith, pipeline
 
 
 @pytest.fixture

@@ -84,9 +84,8 @@ def test_the_route_tree_with_continue_labels_and_a_default() -> None:
 
 
 async def test_routed_alerts_reach_their_receivers(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     notify = make(routed(settings, TREE, account_labels=LABELS), redis_client, outbound, clock)
     await notify.notifier.handle(transition("credit.low", severity="warning").to_json(), "1-0")
     await notify.notifier.handle(transition(bc_id="7000000000009").to_json(), "2-0")
@@ -99,9 +98,8 @@ async def test_routed_alerts_reach_their_receivers(
 
 
 async def test_group_wait_then_group_interval_batch_alerts(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     route = {"receiver": "default", "group_wait": "30s", "group_interval": "5m"}
     notify = make(routed(settings, route), redis_client, outbound, clock)
     for n in range(3):
@@ -125,9 +123,8 @@ async def test_group_wait_then_group_interval_batch_alerts(
 
 
 async def test_still_firing_alerts_repeat_and_resolved_ones_do_not(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     route = {"receiver": "default", "group_wait": 0, "group_interval": 0, "repeat_interval": "4h"}
     notify = make(routed(settings, route), redis_client, outbound, clock)
     firing = transition()
@@ -151,9 +148,8 @@ async def test_still_firing_alerts_repeat_and_resolved_ones_do_not(
 
 
 async def test_send_resolved_off_skips_resolved_notices(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     quiet = notify_settings(
         settings,
         receivers=[{"type": "console", "name": "default", "send_resolved": False}],
@@ -170,9 +166,8 @@ async def test_send_resolved_off_skips_resolved_notices(
 
 
 async def test_silenced_alerts_are_recorded_not_sent(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     notify = make(
         routed(settings, {"receiver": "default", "group_wait": 0, "group_interval": 0}),
         redis_client,
@@ -291,11 +286,10 @@ def test_bad_notify_settings_are_named(notify: dict[str, Any], message: str) -> 
 
 
 async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_receiver(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     """A peer reclaims the firing's stream entry late, after the resolved one was routed:
     the receiver still gets both, and the alert is not left firing."""
-    clock = FakeClock(T0)
     order = notify_settings(
         settings,
         receivers=[{"type": "console", "name": "default"}],
@@ -313,9 +307,8 @@ async def test_a_resolved_transition_read_before_its_firing_still_reaches_the_re
 
 
 async def test_a_batch_is_routed_in_stream_order_once_with_its_malformed_entry_set_aside(
-    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient
+    settings: Settings, redis_client: Redis, outbound: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    clock = FakeClock(T0)
     route = {"receiver": "default", "group_by": ["..."], "group_wait": 0, "group_interval": 0}
     notify = make(routed(settings, route), redis_client, outbound, clock)
     await silence_from(
