@@ -22,10 +22,10 @@ Scheduling: every request of a poll waits for its app's budget at the poll's ran
 (``workers.priorities``): balances first, then transactions, the BC balance, cost, reports.
 Balance sweeps run continuously (``poll.balance_sweeps``): the next starts
 ``poll.balance_min_gap_s`` after one ends, at spare rank, and turns urgent once it must start
-to end within the interval, so ``balance_interval_s`` is "at least this often". The other
-sources run every interval, paced to finish within it (ahead of their pace they yield even to spare
-balance sweeps). With replicas, a continuous sweep is claimed as a whole (a lease), the
-others per tick, so no business center is polled twice.
+to end within ``PACE`` (80 %) of the interval, so ``balance_interval_s`` is "at least this
+often". The other sources run every interval, paced to finish within it (ahead of their
+pace they yield even to spare balance sweeps). With replicas, a continuous sweep is claimed
+as a whole (a lease), the others per tick, so no business center is polled twice.
 
 Usage::
 
@@ -397,8 +397,8 @@ def _continuous(
     claims: TickClaims | None,
 ) -> Callable[[str], Awaitable[PollResult | None]]:
     """Balance sweeps back to back: each one claimed as a whole (a lease, with replicas),
-    urgent once it must start to end within the interval, the next ``gap_s`` after it ends.
-    A failed sweep waits for the interval, as before, so an outage is not hammered."""
+    urgent once it must start to end within ``PACE`` of the interval, the next ``gap_s`` after
+    it ends. A failed sweep waits for the interval, as before, so an outage is not hammered."""
     finished: dict[str, float] = {}
     took: dict[str, float] = {}
 

@@ -6,9 +6,9 @@ A poll says who it is for with ``claiming(claimant)``: the claimant's ``rank()``
 time the budget chooses, so a sweep's rank can change while it waits, and ``granted()``
 counts its grants. The order, first to last:
 
-1. ``BALANCES``: a balance sweep that is due (it must start now to end within the interval
-   of the last one), and the keyword polls of at-risk accounts: they detect exhaustion and
-   freezes;
+1. ``BALANCES``: a balance sweep that is due (it must start now to end within ``PACE`` of
+   the interval after the last one), and the keyword polls of at-risk accounts: they detect
+   exhaustion and freezes;
 2. ``TRANSACTIONS``, 3. ``BC_BALANCE``, 4. ``COST``, 5. ``REPORTS``: a sweep of these sources
    while it is behind its pace (the share of its requests done is below the share of its
    interval gone, aiming to finish at ``PACE`` of it);
@@ -87,9 +87,13 @@ class Fixed:
 
 
 class BalanceSweep:
-    """A balance sweep: ``BALANCES`` once it must start to end within the interval of the last
-    one (its end plus the interval, less what the last sweep took; half an interval when that
-    is unknown), or when there was none; ``SPARE`` before that, when it is run early."""
+    """A balance sweep: ``BALANCES`` once it must start to end within ``PACE`` of the interval
+    after the last one (its end plus that span, less what the last sweep took; half the span
+    when that is unknown), or when there was none; ``SPARE`` before that, when it is run early.
+
+    ``PACE``, as for the other sweeps: aimed at the whole interval, a sweep that waited for a
+    grant or met a slower reply than the last one would end just past it.
+    """
 
     def __init__(
         self,
@@ -99,8 +103,9 @@ class BalanceSweep:
         took_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        lead = interval_s / 2 if took_s is None else min(max(took_s, 0.0), interval_s)
-        self._due_at = None if last_done is None else last_done + interval_s - lead
+        span = interval_s * PACE
+        lead = span / 2 if took_s is None else min(max(took_s, 0.0), span)
+        self._due_at = None if last_done is None else last_done + span - lead
         self._clock = clock
         self.grants = 0
 

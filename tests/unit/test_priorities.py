@@ -125,18 +125,19 @@ async def test_a_paced_sweep_of_unknown_size_probes_then_insists_then_paces() ->
 
 async def test_a_balance_sweep_turns_urgent_when_it_must_start_to_end_in_time() -> None:
     clock = FakeClock(start=1_000.0)
-    # The last sweep ended at 900 and took 20 s: the next must start by 900 + 300 - 20.
+    # The last sweep ended at 900 and took 20 s: to end within PACE of the 300 s interval
+    # (240 s), the next must start by 900 + 240 - 20.
     early = BalanceSweep(interval_s=300, last_done=900.0, took_s=20.0, clock=clock)
     assert early.rank() == Priority.SPARE
-    clock.now = 1_179.0
+    clock.now = 1_119.0
     assert early.rank() == Priority.SPARE
-    clock.now = 1_180.0
+    clock.now = 1_120.0
     assert early.rank() == Priority.BALANCES
-    # Not knowing what a sweep takes: half an interval.
+    # Not knowing what a sweep takes: half that span.
     unknown = BalanceSweep(interval_s=300, last_done=900.0, clock=clock)
-    clock.now = 1_049.0
+    clock.now = 1_019.0
     assert unknown.rank() == Priority.SPARE
-    clock.now = 1_050.0
+    clock.now = 1_020.0
     assert unknown.rank() == Priority.BALANCES
     assert BalanceSweep(interval_s=300, last_done=None, clock=clock).rank() == Priority.BALANCES
 
@@ -145,7 +146,7 @@ async def test_the_rank_is_read_when_the_grant_is_free_not_on_arrival() -> None:
     clock = FakeClock()
     budget = budget_on(clock)
     await budget.acquire()
-    sweep = BalanceSweep(interval_s=10, last_done=-4.0, clock=clock)  # due at 1.0
+    sweep = BalanceSweep(interval_s=10, last_done=-3.0, clock=clock)  # due at -3 + 8 - 4
     order: list[str] = []
 
     async def ask(name: str, claimant: BalanceSweep | Fixed) -> None:
