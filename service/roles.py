@@ -17,7 +17,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from functools import partial
 from typing import TextIO
 
-import httpx
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faststream.redis import RedisBroker
@@ -27,6 +26,7 @@ from config.settings import Settings, StreamSettings
 from service.collector import tune_collector
 from service.connections import RedisTarget, connect
 from service.deadletter import DeadLetters
+from service.deliver.http_transport import receivers_client
 from service.deliver.pipeline import NotifyPipeline
 from service.deliver.url_guard import guarded_client
 from service.detect.ledger_store import ConfigLedger, RedisLedger
@@ -66,9 +66,6 @@ from workers.tiktok import TikTokClient, TikTokError
 __all__ = ["poller_role", "service_role"]
 
 log = structlog.get_logger(__name__)
-
-# Open connections of the receivers' HTTP client (httpx's default), all of them kept alive.
-HTTP_CONNECTIONS = 100
 
 
 def _announcer(
@@ -130,12 +127,7 @@ async def service_role(
     api_redis = RedisTarget.parse(redis_url).client(
         max_connections=settings.api.max_concurrency, timeout_s=settings.api.redis_wait_s
     )
-    # Connections to a receiver are kept for reuse, as many as may be open: under an alert
-    # burst, a pool keeping fewer would open (and close) a connection per delivery.
-    pool = httpx.Limits(
-        max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
-    )
-    http = httpx.AsyncClient(limits=pool)
+    http = receivers_client()
     # API subscriptions are anyone's URLs: each connection is checked (SSRF, rebinding).
     subscriber_http = guarded_client(allow_private=settings.notify.allow_private_urls)
     try:

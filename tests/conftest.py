@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from config.api import ApiSettings
 from config.settings import Settings, StreamSettings
 from service.deliver.clock import FakeClock
+from service.deliver.http_transport import receivers_client
 from service.embedded_redis import EmbeddedRedis
 from tests.support.api import api_settings, app_client
 from tests.support.notify import T0
@@ -103,7 +104,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def outbound() -> AsyncIterator[httpx.AsyncClient]:
-    """What the notification pipeline sends to receivers with (``http`` is a client of our
-    own API)."""
-    async with httpx.AsyncClient() as client:
+    """What the notification pipeline sends to receivers with, as the service builds it
+    (``http`` is a client of our own API)."""
+    async with receivers_client() as client:
         yield client

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from config.notify import SlackReceiverSettings, WebhookReceiverSettings
 from service.deliver.bounded_reply import MAX_REPLY_BYTES, post
 from service.deliver.deliveries import Delivery
+from service.deliver.http_transport import KeepAliveTransport
 from service.deliver.receivers import Outcome, Receiver
 from service.deliver.slack import SlackReceiver
 from service.deliver.templates import Renderer
@@ -98,6 +99,15 @@ def bad_server() -> Iterator[str]:
         loop.close()
 
 
+@pytest.fixture(params=["keepalive", "httpx"])
+async def receiver_http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The receivers' client on either transport it runs on: the keep-alive one, and httpx's
+    own (behind a proxy)."""
+    transport = KeepAliveTransport() if request.param == "keepalive" else None
+    async with httpx.AsyncClient(transport=transport) as client:
+        yield client
+
+
 def webhook(url: str, http: httpx.AsyncClient) -> Receiver:
     settings = WebhookReceiverSettings(
         name="hooks", url=url, secret=SecretStr(SECRET), timeout_s=TIMEOUT_S
@@ -144,11 +154,11 @@ async def attempt_watched(receiver: Receiver) -> tuple[Outcome, int, float]:
 @pytest.mark.parametrize("kind", list(RECEIVERS))
 @pytest.mark.parametrize("reply", ["huge", "bomb"])
 async def test_a_huge_or_inflating_reply_keeps_memory_flat(
-    bad_server: str, kind: str, reply: str
+    bad_server: str, kind: str, reply: str, receiver_http: httpx.AsyncClient
 ) -> None:
     gzip_bomb()  # built before measuring: the test's own 300 KB, not the attempt's
-    async with httpx.AsyncClient() as http:
-        outcome, grown, _ = await attempt_watched(RECEIVERS[kind](f"{bad_server}/{reply}", http))
+    receiver = RECEIVERS[kind](f"{bad_server}/{reply}", receiver_http)
+    outcome, grown, _ = await attempt_watched(receiver)
     assert outcome.result in {"retry", "failed"}
     assert outcome.status_code == 500
     assert grown < RSS_BOUND, f"RSS grew {grown / MB:.0f} MB"
@@ -157,17 +167,21 @@ async def test_a_huge_or_inflating_reply_keeps_memory_flat(
 
 
 @pytest.mark.parametrize("kind", list(RECEIVERS))
-async def test_a_dripping_reply_ends_at_the_attempt_timeout(bad_server: str, kind: str) -> None:
-    async with httpx.AsyncClient() as http:
-        outcome, _, took = await attempt_watched(RECEIVERS[kind](f"{bad_server}/drip", http))
+async def test_a_dripping_reply_ends_at_the_attempt_timeout(
+    bad_server: str, kind: str, receiver_http: httpx.AsyncClient
+) -> None:
+    receiver = RECEIVERS[kind](f"{bad_server}/drip", receiver_http)
+    outcome, _, took = await attempt_watched(receiver)
     assert (outcome.result, outcome.detail) == ("retry", f"timeout after {TIMEOUT_S:g} s")
     assert took < TIMEOUT_S + SLACK_S  # the drip goes on for 60 s
 
 
-async def test_the_kept_body_is_capped_and_raw(bad_server: str) -> None:
-    async with httpx.AsyncClient() as http:
-        big = await post(http, f"{bad_server}/huge", content=b"{}", headers={}, timeout_s=30)
-        bomb = await post(http, f"{bad_server}/bomb", content=b"{}", headers={}, timeout_s=30)
+async def test_the_kept_body_is_capped_and_raw(
+    bad_server: str, receiver_http: httpx.AsyncClient
+) -> None:
+    http = receiver_http
+    big = await post(http, f"{bad_server}/huge", content=b"{}", headers={}, timeout_s=30)
+    bomb = await post(http, f"{bad_server}/bomb", content=b"{}", headers={}, timeout_s=30)
     assert (len(big.body), big.truncated) == (MAX_REPLY_BYTES, True)
     assert big.body == b"x" * MAX_REPLY_BYTES
     # The bomb is kept as it came, compressed: its first bytes are gzip's magic number.

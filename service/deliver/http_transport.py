@@ -1,0 +1,288 @@
+"""The receivers' HTTP/1.1 transport for httpx: kept-alive connections, one write per request.
+
+httpx's default pool (httpcore on anyio) spends more time than the request itself once many
+requests are under way: every request, and every answer, walks the whole pool and asks each
+idle connection's socket whether the peer closed it (a ``select`` per connection), and a
+request goes out in two writes (head, then body). Under an alert burst that was most of a
+delivery's cost. This transport keeps idle connections per origin on a stack (the most
+recently used first), asks the event loop, not the socket, whether one was closed meanwhile,
+and writes a request's head and body at once; parsing is h11's, as in httpcore.
+
+It is a drop-in ``httpx.AsyncBaseTransport``: the client's API, hooks and timeouts are
+unchanged (``timeout`` gives connect, write, pool and per-read limits; ``bounded_reply``
+bounds the whole attempt). HTTP/1.1 only, as httpx without ``http2``; no proxies (the service
+falls back to httpx's own transport when the environment names one, see ``service.roles``).
+A kept-alive connection the server closed just as a request left on it fails that request
+(``RemoteProtocolError``), as with httpcore; the sender retries it on its schedule.
+
+Usage::
+
+    http = receivers_client()      # httpx.AsyncClient(transport=KeepAliveTransport(...))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h11
+import httpx
+
+__all__ = ["HTTP_CONNECTIONS", "KeepAliveTransport", "receivers_client"]
+
+# Open connections of the receivers' HTTP client (httpx's default), all of them kept alive.
+HTTP_CONNECTIONS = 100
+_READ = 64 * 1024
+Origin = tuple[bytes, bytes, int]  # scheme, host, port
+
+
+class _Connection:
+    """One TCP (or TLS) connection and its h11 state."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = time.monotonic()
+
+    def reusable(self, now: float, expiry_s: float) -> bool:
+        """Idle, not past its keep-alive expiry, and not closed by the peer (the loop has seen
+        the peer's FIN, or unasked bytes, by the time the connection is taken again)."""
+        return (
+            now - self.idle_since < expiry_s
+            and not self.writer.is_closing()
+            and not self.reader.at_eof()
+            and self.h11.our_state is h11.IDLE
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _timeout(request: httpx.Request, which: str) -> float | None:
+    timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+    return timeouts.get(which)
+
+
+class KeepAliveTransport(httpx.AsyncBaseTransport):
+    """At most ``max_connections`` requests at once; up to that many idle connections kept,
+    each for ``keepalive_expiry_s``."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry_s: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._slots = asyncio.Semaphore(max_connections)
+        self._max_idle = max_connections
+        self._expiry_s = keepalive_expiry_s
+        self._ssl = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle_count = 0
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
+        if self._slots.locked():  # every slot taken: wait, no longer than the pool timeout
+            try:
+                async with asyncio.timeout(_timeout(request, "pool")):
+                    await self._slots.acquire()
+            except TimeoutError as error:
+                raise httpx.PoolTimeout("no connection slot free", request=request) from error
+        else:
+            await self._slots.acquire()
+        connection: _Connection | None = None
+        try:
+            connection = self._idle_connection(origin) or await self._connect(origin, request)
+            head = await self._send(connection, request)
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            self._slots.release()
+            raise
+        stream = _ResponseStream(self, origin, connection, request)
+        return httpx.Response(
+            head.status_code,
+            headers=head.headers,
+            stream=stream,
+            extensions={"http_version": b"HTTP/" + head.http_version, "reason_phrase": head.reason},
+        )
+
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = time.monotonic()
+        while stack:
+            connection = stack.pop()
+            self._idle_count -= 1
+            if connection.reusable(now, self._expiry_s):
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, origin: Origin, request: httpx.Request) -> _Connection:
+        scheme, host, port = origin
+        tls = self._tls() if scheme == b"https" else None
+        hostname = host.decode("ascii")
+        try:
+            async with asyncio.timeout(_timeout(request, "connect")):
+                reader, writer = await asyncio.open_connection(
+                    hostname,
+                    port,
+                    ssl=tls,
+                    server_hostname=hostname if tls is not None else None,
+                    limit=_READ,
+                )
+        except TimeoutError as error:
+            raise httpx.ConnectTimeout(f"connect to {hostname}:{port}", request=request) from error
+        except (OSError, ssl.SSLError) as error:
+            raise httpx.ConnectError(str(error) or type(error).__name__, request=request) from error
+        return _Connection(reader, writer)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
+    async def _send(self, connection: _Connection, request: httpx.Request) -> h11.Response:
+        """Write the request at once, then read up to its response's head."""
+        body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
+        wire = connection.h11
+        try:
+            head = h11.Request(
+                method=request.method, target=request.url.raw_path, headers=request.headers.raw
+            )
+            out = wire.send(head) or b""
+            if body:
+                out += wire.send(h11.Data(data=body)) or b""
+            out += wire.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError as error:
+            raise httpx.LocalProtocolError(str(error), request=request) from error
+        writer = connection.writer
+        try:
+            writer.write(out)
+            if writer.transport.get_write_buffer_size():  # not all taken by the socket at once
+                async with asyncio.timeout(_timeout(request, "write")):
+                    await writer.drain()
+        except TimeoutError as error:
+            raise httpx.WriteTimeout("write", request=request) from error
+        except OSError as error:
+            raise httpx.WriteError(str(error) or type(error).__name__, request=request) from error
+        while True:
+            event = await _next_event(connection, request)
+            if isinstance(event, h11.Response):
+                return event
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}", request=request)
+
+    def _done(self, origin: Origin, connection: _Connection, reusable: bool) -> None:
+        """A response finished (read to its end, or abandoned): keep or close its connection."""
+        self._slots.release()
+        wire = connection.h11
+        if (
+            reusable
+            and not self._closed
+            and wire.our_state is h11.DONE
+            and wire.their_state is h11.DONE
+            and self._idle_count < self._max_idle
+        ):
+            wire.start_next_cycle()
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(origin, []).append(connection)
+            self._idle_count += 1
+        else:
+            connection.close()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for stack in self._idle.values():
+            for connection in stack:
+                connection.close()
+        self._idle.clear()
+        self._idle_count = 0
+
+
+async def _next_event(connection: _Connection, request: httpx.Request) -> Any:
+    wire = connection.h11
+    while True:
+        try:
+            event = wire.next_event()
+        except h11.RemoteProtocolError as error:
+            raise httpx.RemoteProtocolError(str(error), request=request) from error
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            async with asyncio.timeout(_timeout(request, "read")):
+                data = await connection.reader.read(_READ)
+        except TimeoutError as error:
+            raise httpx.ReadTimeout("read", request=request) from error
+        except OSError as error:
+            raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
+        if not data and wire.their_state is h11.SEND_RESPONSE:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        wire.receive_data(data)
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """A response body read from its connection; closing it gives the connection back (kept
+    alive when the body was read to its end) or closes it."""
+
+    def __init__(
+        self,
+        transport: KeepAliveTransport,
+        origin: Origin,
+        connection: _Connection,
+        request: httpx.Request,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection = connection
+        self._request = request
+        self._complete = False
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self._complete:
+            event = await _next_event(self._connection, self._request)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._complete = True
+            else:
+                raise httpx.RemoteProtocolError(
+                    f"unexpected {type(event).__name__}", request=self._request
+                )
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport._done(self._origin, self._connection, reusable=self._complete)
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.raw_scheme == b"https" else 80
+
+
+def receivers_client() -> httpx.AsyncClient:
+    """The configured receivers' HTTP client: connections kept for reuse, as many as may be
+    open (under an alert burst, a pool keeping fewer would open and close one per delivery),
+    on this transport; on httpx's own when the environment names a proxy, which only httpx's
+    transport goes through."""
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        pool = httpx.Limits(
+            max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
+        )
+        return httpx.AsyncClient(limits=pool)
+    return httpx.AsyncClient(transport=KeepAliveTransport(max_connections=HTTP_CONNECTIONS))
