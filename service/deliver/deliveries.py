@@ -32,6 +32,7 @@ from config.redis_text import decoded
 from config.settings import StreamSettings
 from service.deliver.clock import to_epoch
 from service.deliver.digest import Digest
+from service.group_commit import GroupCommit
 from service.optimistic import Decision, commit
 from service.redis_records import read_record
 from service.slot_owner import transaction
@@ -123,6 +124,7 @@ class DeliveryStore:
         self._streams = streams
         self._history = history
         self._claim = redis.register_script(_CLAIM)
+        self._saves = GroupCommit(self._save_many)
         self.due_key = streams.keyspace.deliveries_due()
         self.index_key = streams.keyspace.deliveries_index()
         self.failed_key = streams.keyspace.deliveries_failed()
@@ -130,13 +132,17 @@ class DeliveryStore:
     def key(self, delivery_id: str) -> str:
         return self._streams.keyspace.delivery(delivery_id)
 
-    def queue(self, pipe: Pipeline, delivery: Delivery, *, due: datetime | None = None) -> None:
+    def queue(
+        self, pipe: Pipeline, delivery: Delivery, *, due: datetime | None = None, trim: bool = True
+    ) -> None:
         """Add the commands that create ``delivery`` (once) to a MULTI pipeline; a pending one
-        is queued as due at ``due`` (no later than its creation), else at its creation."""
+        is queued as due at ``due`` (no later than its creation), else at its creation.
+        ``trim`` False leaves the history's trim to the caller (``trim_history`` once for a
+        transaction that queues many)."""
         pipe.set(self.key(delivery.id), delivery.model_dump_json(), nx=True)
         pipe.zadd(self.index_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
-        # The history index forgets what is older than the documents it points to.
-        pipe.zremrangebyscore(self.index_key, "-inf", to_epoch(delivery.created_at - self._history))
+        if trim:
+            self.trim_history(pipe, delivery.created_at)
         if delivery.status == "pending":
             # A delivery already made and done is re-queued here only if this create was a
             # duplicate; the sender sees its status and drops it without sending.
@@ -144,6 +150,10 @@ class DeliveryStore:
             pipe.zadd(self.due_key, {delivery.id: to_epoch(due_at)}, nx=True)
         else:
             pipe.expire(self.key(delivery.id), self._history)
+
+    def trim_history(self, pipe: Pipeline, now: datetime) -> None:
+        """The history index forgets what is older than the documents it points to."""
+        pipe.zremrangebyscore(self.index_key, "-inf", to_epoch(now - self._history))
 
     async def create(self, delivery: Delivery) -> None:
         async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
@@ -170,18 +180,24 @@ class DeliveryStore:
         return [decoded(i) for i in ids]
 
     async def save(self, delivery: Delivery, *, due: datetime | None) -> None:
-        """Write the delivery; ``due`` None takes it off the queue (done, failed for good)."""
+        """Write the delivery; ``due`` None takes it off the queue (done, failed for good).
+        Returns once written, in a MULTI with the saves of other callers that came meanwhile
+        (a sender records many attempts at once: one round trip for them, not one each)."""
+        await self._saves.write((delivery, due))
+
+    async def _save_many(self, saves: Sequence[tuple[Delivery, datetime | None]]) -> None:
         async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-            pipe.set(self.key(delivery.id), delivery.model_dump_json())
-            if due is not None:
-                pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
-                pipe.zrem(self.failed_key, delivery.id)
-            else:
-                pipe.zrem(self.due_key, delivery.id)
-                pipe.expire(self.key(delivery.id), self._history)
-            if delivery.status == "failed":
-                last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
-                pipe.zadd(self.failed_key, {delivery.id: to_epoch(last)})
+            for delivery, due in saves:
+                pipe.set(self.key(delivery.id), delivery.model_dump_json())
+                if due is not None:
+                    pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
+                    pipe.zrem(self.failed_key, delivery.id)
+                else:
+                    pipe.zrem(self.due_key, delivery.id)
+                    pipe.expire(self.key(delivery.id), self._history)
+                if delivery.status == "failed":
+                    last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
+                    pipe.zadd(self.failed_key, {delivery.id: to_epoch(last)})
             await pipe.execute()
 
     async def release(self, delivery_ids: Sequence[str], now: datetime) -> None:

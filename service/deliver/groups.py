@@ -274,6 +274,8 @@ class GroupStore:
             async def writes(pipe: Pipeline) -> None:
                 for step in steps:
                     self._queue_flush(pipe, step, now)
+                # Once for the deliveries of every group here (all made at ``now``).
+                self.deliveries.trim_history(pipe, now)
 
             return Decision(steps, writes if steps else None)
 
@@ -291,14 +293,14 @@ class GroupStore:
         gid, plan = step.gid, step.plan
         group, pending_key, firing_key = self._keys(gid)
         for delivery in plan.deliveries + step.records:
-            self.deliveries.queue(pipe, delivery, due=from_epoch(step.due))
+            self.deliveries.queue(pipe, delivery, due=from_epoch(step.due), trim=False)
         if plan.inhibited and self.inhibitor is not None:
             pipe.sadd(self.inhibitor.holding_key, gid)
         if plan.sent:
             pipe.hdel(pending_key, *plan.sent)
         if plan.deliveries:
-            pipe.hset(group, mapping={"last_sent_at": repr(to_epoch(now))})
-            pipe.hincrby(group, "seq", 1)
+            # The group is watched: its seq as read is the one this flush follows.
+            pipe.hset(group, mapping={"last_sent_at": repr(to_epoch(now)), "seq": plan.seq})
         if plan.next_due is not None:
             pipe.zadd(self.due_key, {gid: to_epoch(plan.next_due)})
         else:
@@ -393,7 +395,7 @@ class GroupStore:
             )
             for t, why in inhibited
         ]
-        return _Plan(deliveries, sent, next_due, finished, records)
+        return _Plan(deliveries, sent, next_due, finished, records, seq)
 
     def _deliveries_for(
         self,
@@ -463,6 +465,7 @@ class _Plan:
     next_due: datetime | None
     finished: bool
     inhibited: list[Delivery]  # the records of alerts held by inhibition (created once)
+    seq: int  # the group's message count once these deliveries are made
 
 
 def _inhibit(
