@@ -47,7 +47,7 @@ from config.settings import StreamSettings
 from service import metrics
 from service.deliver.clock import from_epoch, to_epoch
 from service.deliver.deliveries import Delivery, DeliveryStore
-from service.deliver.inhibit import RECHECK, Inhibition, Inhibitor, sources_of
+from service.deliver.inhibit import RECHECK, FiringSources, Inhibition, Inhibitor
 from service.deliver.quiet_hours import muted_until
 from service.deliver.receivers import ONE_ALERT_PER_DELIVERY
 from service.deliver.routing import RouteTarget
@@ -71,7 +71,6 @@ FLUSHING_AT_ONCE = 16
 # between the reads and the EXEC).
 FLUSHED_TOGETHER = 20
 
-Sources = dict[str, dict[str, str]]  # firing inhibition sources: alert id -> labels
 # One group as read: its due time, head, pending and firing rows.
 _Rows = tuple[float | None, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 
@@ -308,7 +307,7 @@ class GroupStore:
         if plan.finished:
             pipe.delete(group, pending_key, firing_key)
 
-    async def _read(self, gids: Sequence[str]) -> tuple[list[_Rows], Sources | None]:
+    async def _read(self, gids: Sequence[str]) -> tuple[list[_Rows], FiringSources | None]:
         """Each group's due time, head, pending and firing rows; the inhibition sources."""
         inhibitor = self.inhibitor if self.inhibitor and self.inhibitor.active else None
         owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
@@ -322,7 +321,7 @@ class GroupStore:
             if inhibitor is not None:
                 read.hgetall(inhibitor.sources_key)
             replies = await read.execute()
-        sources = sources_of(replies[-1]) if inhibitor is not None else None
+        sources = inhibitor.firing(replies[-1]) if inhibitor is not None else None
         rows: list[_Rows] = []
         for start in range(0, 4 * len(gids), 4):
             due, head, pending, firing = replies[start : start + 4]
