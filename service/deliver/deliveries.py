@@ -188,13 +188,14 @@ class DeliveryStore:
     async def _save_many(self, saves: Sequence[tuple[Delivery, datetime | None]]) -> None:
         async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
             for delivery, due in saves:
-                pipe.set(self.key(delivery.id), delivery.model_dump_json())
+                document = delivery.model_dump_json()
                 if due is not None:
+                    pipe.set(self.key(delivery.id), document)  # queued again: kept (no TTL)
                     pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
                     pipe.zrem(self.failed_key, delivery.id)
                 else:
+                    pipe.set(self.key(delivery.id), document, ex=self._history)
                     pipe.zrem(self.due_key, delivery.id)
-                    pipe.expire(self.key(delivery.id), self._history)
                 if delivery.status == "failed":
                     last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
                     pipe.zadd(self.failed_key, {delivery.id: to_epoch(last)})
