@@ -24,7 +24,9 @@ One run, the same machine, the same receiver, the same load, one phase after the
 For creditwatch every message is checked at the sink: signature verified, ``webhook-id``
 counted (none twice), and every transition injected arrived (none lost); afterwards every
 delivery document in Redis says ``delivered`` and none is left queued (durable). The
-detection step is not in this benchmark (benchmark 4 measures snapshot -> webhook).
+sender's sustained rate is the loaded phase's webhooks over the time from the load's start to
+the last one's arrival (the load's own rate when delivery keeps up). The detection step is
+not in this benchmark (benchmark 4 measures snapshot -> webhook).
 
 Times are ``time.monotonic()`` in every process (CLOCK_MONOTONIC is machine-wide on Linux).
 Target: creditwatch's p99 under load <= Alertmanager's p99 under the same load.
@@ -483,6 +485,7 @@ class CreditwatchRun:
     idle: Latencies
     loaded: Latencies
     rate: float
+    delivered_per_s: float  # from the load's start to the last webhook's arrival
     expected: int
     stats: dict[str, Any]
     statuses: Counter[str]
@@ -510,6 +513,7 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
         load = Load.spawn(run_cw_load, url, streams)
         try:
             await wait_for(load.started, load.process, "the creditwatch load", 60)
+            load_began = time.monotonic()
             await asyncio.sleep(WARMUP_S)
             sent = await cw_probes(redis, streams, "loaded")
         finally:
@@ -517,6 +521,10 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
         expected = 2 * PROBES + injected
         stats = await sink.wait(lambda s: s["unique"] >= expected, DRAIN_TIMEOUT_S)
         loaded = Latencies.of(sent, stats["probes"])
+        # Webhooks of the loaded phase over the time from the load's start to the last one's
+        # arrival: the sender's sustained rate (the load's own when it keeps up).
+        drained_s = float(stats["cw_last"] or math.inf) - load_began
+        delivered_per_s = (int(stats["unique"]) - PROBES) / drained_s
         statuses, queued = await durable_check(redis, streams)
     finally:
         stop.set()
@@ -530,7 +538,9 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
             await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
     await sink.reset()
-    return CreditwatchRun(idle, loaded, injected / seconds, expected, stats, statuses, queued)
+    return CreditwatchRun(
+        idle, loaded, injected / seconds, delivered_per_s, expected, stats, statuses, queued
+    )
 
 
 async def main() -> None:
@@ -548,7 +558,11 @@ async def main() -> None:
         print(f"alertmanager idle {am_idle.text()}; loaded {am_loaded.text()}", flush=True)
         with redis_url() as url:
             cw = await creditwatch_phases(url, sink, secret)
-        print(f"creditwatch idle {cw.idle.text()}; loaded {cw.loaded.text()}", flush=True)
+        print(
+            f"creditwatch idle {cw.idle.text()}; loaded {cw.loaded.text()}; "
+            f"{cw.delivered_per_s:,.0f} webhooks/s delivered",
+            flush=True,
+        )
     finally:
         await sink.aclose()
         stop_sink.set()
@@ -568,7 +582,8 @@ async def main() -> None:
         f"{am_idle.text()}, under {am_rate:,.0f} alerts/s ({GROUPS:,} groups, "
         f"{am_notified:,} notifications) {am_loaded.text()}; creditwatch (transitions "
         f"injected on the alerts stream as the detector writes them) idle {cw.idle.text()}, "
-        f"under {cw.rate:,.0f} transitions/s ({GROUPS:,} groups) {cw.loaded.text()}; "
+        f"under {cw.rate:,.0f} transitions/s ({GROUPS:,} groups) {cw.loaded.text()}, "
+        f"delivered {cw.delivered_per_s:,.0f} webhooks/s from the load's start to the last; "
         f"creditwatch webhooks {unique:,}/{cw.expected:,} arrived, {lost} lost, "
         f"{duplicates} twice, {unverified} unverified; deliveries in Redis "
         f"{delivered:,} delivered, {cw.queued} still queued; receiver alone {alone:,.0f} "

@@ -7,7 +7,8 @@ CLOCK_MONOTONIC, one clock for every process on the machine), when each message 
 
 - ``POST /cw``: a creditwatch webhook. Its Standard Webhooks signature is verified (an
   unverified one is counted and answered 400); each ``webhook-id`` is counted, so a duplicate
-  shows; a probe's (``PROBE_KIND``) first arrival is kept by its ``advertiser_id``.
+  shows; a probe's (``PROBE_KIND``) first arrival is kept by its ``advertiser_id``, and the
+  last new message's arrival (``cw_last``: how long the deliveries took to drain).
 - ``POST /am``: an Alertmanager notification; a probe alert's first arrival is kept by its
   ``probe`` label.
 - ``POST /alone``: verified and counted only (the sink measured on its own).
@@ -57,6 +58,7 @@ class Sink:
         self.am_notifications = 0
         self.am_alerts = 0
         self.alone = 0
+        self.cw_last: float | None = None  # when the last new creditwatch message arrived
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Sink:
             "am_notifications": self.am_notifications,
             "am_alerts": self.am_alerts,
             "alone": self.alone,
+            "cw_last": self.cw_last,
         }
 
     def handle(self, method: bytes, target: bytes, headers: dict[str, str], body: bytes) -> int:
@@ -79,6 +82,8 @@ class Sink:
             except WebhookVerificationError:
                 self.unverified += 1
                 return 400
+            if headers["webhook-id"] not in self.ids:
+                self.cw_last = at
             self.ids[headers["webhook-id"]] += 1
             if payload["type"] == PROBE_KIND:
                 self.probes.setdefault(str(payload["data"]["advertiser_id"]), at)
