@@ -84,17 +84,34 @@ class FiringSources:
     matching every source against every target cost a flush of a few hundred groups with a
     few hundred sources firing more than the rest of the flush."""
 
-    def __init__(self, rules: Sequence[InhibitRule], sources: Mapping[str, Labels]) -> None:
+    def __init__(
+        self,
+        rules: Sequence[InhibitRule],
+        sources: Mapping[str, Labels],
+        *,
+        previous: FiringSources | None = None,
+    ) -> None:
+        """``previous``: the sorting of an earlier reading with the same rules, whose
+        unchanged sources are not matched against the rules again."""
         self.rules = list(rules)
         self.labels = sources
-        self._by_rule: list[dict[tuple[str, ...], list[str]]] = []
-        for rule in self.rules:
-            by_equal: dict[tuple[str, ...], list[str]] = {}
-            for source_id in sorted(sources):
-                source = sources[source_id]
-                if side_matches(rule, "source", source):
-                    by_equal.setdefault(_equal_values(rule, source), []).append(source_id)
-            self._by_rule.append(by_equal)
+        # Per source, per rule: its equal labels' values if it matches the source side.
+        self._keys: dict[str, list[tuple[str, ...] | None]] = {}
+        self._by_rule: list[dict[tuple[str, ...], list[str]]] = [{} for _ in self.rules]
+        for source_id in sorted(sources):
+            source = sources[source_id]
+            keys = None
+            if previous is not None and previous.labels.get(source_id) == source:
+                keys = previous._keys[source_id]
+            if keys is None:
+                keys = [
+                    _equal_values(rule, source) if side_matches(rule, "source", source) else None
+                    for rule in self.rules
+                ]
+            self._keys[source_id] = keys
+            for index, key in enumerate(keys):
+                if key is not None:
+                    self._by_rule[index].setdefault(key, []).append(source_id)
 
     def candidates(self, index: int, target: Labels) -> list[str]:
         """The sources of rule ``index`` that share ``target``'s ``equal`` values, by id."""
@@ -177,11 +194,17 @@ class Inhibitor:
 
     def firing(self, rows: dict[Any, Any]) -> FiringSources:
         """The firing sources from the rows of the ``sources_key`` hash, sorted out for the
-        rules. Every flush reads the rows; while they are the same as last time (no source
-        began or ended since), the last sorting is reused rather than parsed and made again."""
+        rules. Every flush reads the rows: while they are the same as last time (no source
+        began or ended since) the last sorting is reused, and when they changed only the rows
+        that changed are parsed and matched against the rules again."""
         if self._last is not None and rows == self._last[0]:
             return self._last[1]
-        firing = FiringSources(self._rules, sources_of(rows))
+        if self._last is None:
+            firing = FiringSources(self._rules, sources_of(rows))
+        else:
+            earlier_rows, previous = self._last
+            sources = sources_of(rows, earlier=(earlier_rows, previous.labels))
+            firing = FiringSources(self._rules, sources, previous=previous)
         self._last = (rows, firing)
         return firing
 
@@ -219,14 +242,25 @@ class Inhibitor:
         return sorted(decoded(m) for m in members)
 
 
-def sources_of(rows: dict[Any, Any]) -> dict[str, dict[str, str]]:
-    """The firing sources (alert id -> labels) from the rows of the ``sources_key`` hash."""
-    out: dict[str, dict[str, str]] = {}
+def sources_of(
+    rows: dict[Any, Any],
+    *,
+    earlier: tuple[dict[Any, Any], Mapping[str, Labels]] | None = None,
+) -> dict[str, Labels]:
+    """The firing sources (alert id -> labels) from the rows of the ``sources_key`` hash;
+    with ``earlier`` (rows read before, and what they gave), an unchanged row keeps what it
+    gave then rather than being parsed again."""
+    out: dict[str, Labels] = {}
+    earlier_rows, earlier_sources = earlier if earlier is not None else ({}, {})
     for key, raw in rows.items():
+        source_id = decoded(key)
+        if earlier_rows.get(key) == raw and source_id in earlier_sources:
+            out[source_id] = earlier_sources[source_id]
+            continue
         try:
             labels = json.loads(raw)
         except ValueError:
             continue  # a hand-edited entry mutes nothing
         if isinstance(labels, dict):
-            out[decoded(key)] = {str(k): str(v) for k, v in labels.items()}
+            out[source_id] = {str(k): str(v) for k, v in labels.items()}
     return out

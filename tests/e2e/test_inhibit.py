@@ -4,6 +4,7 @@ clock), and properties of the pure matching function (hypothesis)."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -13,12 +14,13 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from config.notify import InhibitRule, NotifySettings
-from config.settings import Settings
+from config.settings import Settings, StreamSettings
 from service.deliver.clock import FakeClock
 from service.deliver.deliveries import Delivery
-from service.deliver.inhibit import inhibition_of
+from service.deliver.inhibit import Inhibitor, inhibition_of
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.cli import refused_config
 from tests.support.notify import NotifyWith, notify_settings, resolved, transition
@@ -317,3 +319,21 @@ def test_matcher_strings_and_globs_say_the_same(
         }
     )
     assert inhibition_of([written], target, sources) == inhibition_of([rule], target, sources)
+
+
+@given(
+    rules=st.lists(rule_st, max_size=3), target=labels_st, readings=st.lists(sources_st, max_size=4)
+)
+def test_sources_sorted_out_again_after_changes_say_what_a_fresh_sorting_says(
+    rules: list[InhibitRule],
+    target: dict[str, str],
+    readings: list[dict[str, dict[str, str]]],
+) -> None:
+    """A flush reads the sources hash each time; the inhibitor reuses what did not change
+    since its last reading. Whatever came before, the answer is the one from scratch."""
+    inhibitor = Inhibitor(Redis(), StreamSettings(prefix="t"), rules, labels=lambda t: {})
+    for sources in [*readings, {"al_0": target}, {}]:
+        rows = {k.encode(): json.dumps(v).encode() for k, v in sources.items()}
+        assert inhibition_of(rules, target, inhibitor.firing(rows)) == inhibition_of(
+            rules, target, sources
+        )
