@@ -40,7 +40,7 @@ class Reply:
 
 async def post(
     http: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     *,
     content: bytes | str,
     headers: dict[str, str],

@@ -42,9 +42,12 @@ class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
     http: httpx.AsyncClient
     clock: Clock = utc_now
     _signers: list[Webhook] = field(init=False, repr=False)
+    _url: httpx.URL = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._signers = [Webhook(s.get_secret_value()) for s in self.settings.signing_secrets]
+        # Parsed once: httpx would parse the string again for every delivery.
+        self._url = httpx.URL(self.settings.url)
 
     async def attempt(self, delivery: Delivery) -> Outcome:
         if len(delivery.transitions) != 1:
@@ -62,7 +65,7 @@ class WebhookReceiver(ConfiguredReceiver[WebhookReceiverSettings]):
         try:
             response = await post(
                 self.http,
-                self.settings.url,
+                self._url,
                 content=body,
                 headers=headers,
                 timeout_s=self.settings.timeout_s,
