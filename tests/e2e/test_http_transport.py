@@ -18,7 +18,7 @@ import h11
 import httpx
 import pytest
 
-from service.deliver.http_transport import KeepAliveTransport
+from service.deliver.http_transport import KeepAliveTransport, receivers_client
 from tests.support.servers import free_port
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -238,3 +238,37 @@ async def test_a_closed_transport_refuses_requests_and_closes_its_connections() 
         await http.aclose()
         with pytest.raises(RuntimeError):
             await transport.handle_async_request(httpx.Request("POST", f"{server.url}/"))
+
+
+async def test_the_receivers_client_goes_through_a_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only httpx's own transport goes through proxies: with one named, the receivers'
+    client is built on it, and a request reaches the proxy (its absolute URI as target)."""
+    async with http_server() as proxy:
+        for name in ("ALL_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        async with receivers_client() as http:
+            response = await http.post("http://receiver.invalid/hook", content=b"x")
+    assert response.status_code == 200
+    assert [s.target for s in proxy.requests] == [b"http://receiver.invalid/hook"]
+
+
+async def test_without_a_proxy_the_receivers_client_keeps_connections_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "ALL_PROXY",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "http_proxy",
+        "https_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    async with http_server() as server, receivers_client() as http:
+        for _ in range(5):
+            await http.post(f"{server.url}/", content=b"x")
+    assert server.connections == 1
