@@ -70,7 +70,8 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
 
 class KeepAliveTransport(httpx.AsyncBaseTransport):
     """At most ``max_connections`` requests at once; up to that many idle connections kept,
-    each for ``keepalive_expiry_s``."""
+    each for ``keepalive_expiry_s`` (one past it, or closed by the peer, is closed when next
+    looked at for its origin, or when the transport closes)."""
 
     def __init__(
         self,
