@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.clock import FakeClock, utc_now
 from tests.support.cli import creditwatch, env_for, refused_config
-from tests.support.notify import notify_settings, pipeline, transition
+from tests.support.notify import notify_settings, pipeline, run_rounds, transition
 from tests.support.paths import ROOT
 from tests.support.receiver import SECRET, Reply, WebhookSink
 
@@ -88,9 +88,7 @@ async def test_failed_deliveries_are_listed_with_their_attempts_and_replayed(
         )
         notify = pipeline(configured, redis_client, http, clock)
         await notify.notifier.handle(transition(starts_at=clock.now).to_json(), "1-0")
-        for _ in range(3):
-            await notify.run_once()
-            clock.advance(timedelta(minutes=5))
+        await run_rounds(notify, clock, 3, timedelta(minutes=5))
 
         env = env_for(settings)
         listed = creditwatch("deliveries", "list", "--failed", env=env, cwd=tmp_path)
