@@ -71,6 +71,18 @@ def test_silences_are_added_listed_and_expired(settings: Settings, tmp_path: Pat
     assert "unknown label 'tema'" in bad.stderr
 
 
+def test_silence_add_is_capped_as_the_api_is(settings: Settings, tmp_path: Path) -> None:
+    env = {**env_for(settings), "CREDITWATCH_NOTIFY__SILENCES__MAX_ACTIVE": "1"}
+    add = ("silence", "add", "--match", "advertiser_id=71", "--comment", "x", "--author", "y")
+    first = creditwatch(*add, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = creditwatch(*add, env=env, cwd=tmp_path)
+    assert second.returncode == 2
+    assert "at most 1 pending or active silences (notify.silences.max_active)" in second.stderr
+    [row] = creditwatch("silence", "list", env=env, cwd=tmp_path).stdout.strip().splitlines()[1:]
+    assert row.startswith(first.stdout.split()[0])
+
+
 async def test_failed_deliveries_are_listed_with_their_attempts_and_replayed(
     settings: Settings, redis_client: Redis, tmp_path: Path
 ) -> None:
