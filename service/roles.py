@@ -404,5 +404,10 @@ def _ops_http(
     """A lone poller's ``/healthz`` and ``/metrics``, where the service would serve its app."""
     api = settings.api
     return listening(
-        ops_app(), host=api.host, port=api.port, name="poller", on_listening=on_listening
+        ops_app(),
+        host=api.host,
+        port=api.port,
+        name="poller",
+        on_listening=on_listening,
+        header_timeout_s=api.header_timeout_s,
     )
