@@ -48,7 +48,7 @@ import httpx
 import structlog
 
 from config.settings import TikTokSettings
-from workers.api_budget import ApiBudget
+from workers.api_budget import ApiBudget, on_the_wire
 from workers.contract import wire
 from workers.metrics import API_CALLS, API_RETRIES, RATELIMIT_WAIT_SECONDS
 from workers.suspensions import Pause
@@ -140,6 +140,15 @@ def _encode_params(params: Mapping[str, Any]) -> dict[str, str]:
         else:
             raise TypeError(f"query parameter {key!r}: cannot send {type(value).__name__}")
     return query
+
+
+_HEADERS_SENT = ("http11.send_request_headers.started", "http2.send_request_headers.started")
+
+
+async def _stamp_on_the_wire(event: str, info: dict[str, Any]) -> None:
+    """httpcore's trace hook: the grant's stamp is when the request reaches the wire."""
+    if event in _HEADERS_SENT:
+        on_the_wire()
 
 
 class TransportOptions(TypedDict, total=False):
@@ -278,7 +287,9 @@ class ApiTransport:
     ) -> dict[str, Any] | _Retryable:
         """One HTTP attempt: the data object, a retryable failure, or a raised TikTokError."""
         try:
-            response = await self._http.get(url, params=query)
+            response = await self._http.get(
+                url, params=query, extensions={"trace": _stamp_on_the_wire}
+            )
         except httpx.TimeoutException as exc:
             API_CALLS.labels(endpoint=endpoint, code="timeout").inc()
             return _Retryable("timeout", f"timed out ({type(exc).__name__})")
