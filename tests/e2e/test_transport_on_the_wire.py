@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from config.settings import TikTokSettings
+from tests.support.fake_time import FakeMonotonic
 from tests.support.recording_server import Answer, RecordingServer
 from workers.api_budget import ApiBudget, RateLimits
 from workers.tiktok.transport import ApiTransport
@@ -15,23 +16,10 @@ from workers.tiktok.transport import ApiTransport
 OK = Answer(200, {"code": 0, "message": "OK", "request_id": "r1", "data": {}})
 
 
-class Clock:
-    """Manual monotonic time; a sleep moves it on by what was asked."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class HeldUp(httpx.AsyncBaseTransport):
     """The real HTTP transport, reached ``stall_s`` (of ``clock``) after the grant."""
 
-    def __init__(self, clock: Clock, stall_s: float) -> None:
+    def __init__(self, clock: FakeMonotonic, stall_s: float) -> None:
         self._clock = clock
         self._stall_s = stall_s
         self._http = httpx.AsyncHTTPTransport()
@@ -45,7 +33,7 @@ class HeldUp(httpx.AsyncBaseTransport):
 
 
 async def test_a_request_sent_late_counts_from_its_send() -> None:
-    clock = Clock()
+    clock = FakeMonotonic(1000.0)
     # One request a second: the next grant is due a second after the last request went out.
     budget = ApiBudget(RateLimits(1), margin_s=0.0, clock=clock, sleep=clock.sleep)
     async with RecordingServer(default=OK) as api:

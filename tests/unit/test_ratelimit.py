@@ -13,24 +13,19 @@ from typing import Any
 import pytest
 
 from config.settings import TikTokSettings
+from tests.support.fake_time import FakeMonotonic
 from workers.api_budget import ApiBudget, RateBudget, RateLimits, on_the_wire
 
 
-class FakeClock:
-    """Virtual time: ``sleep`` lets other ready tasks run, then advances the clock."""
+class FakeClock(FakeMonotonic):
+    """Starts at 1000 s; the budget never sleeps for nothing (that would be a busy loop)."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
+        super().__init__(start)
 
     async def sleep(self, seconds: float) -> None:
         assert seconds > 0
-        self.sleeps.append(seconds)
-        await asyncio.sleep(0)
-        self.now += seconds
+        await super().sleep(seconds)
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -105,7 +100,7 @@ async def test_no_wait_under_the_budget_and_waits_are_counted() -> None:
     budget = RateBudget(RateLimits(2), margin_s=0.0, clock=clock, sleep=clock.sleep)
     assert await budget.acquire() == 0.0
     assert await budget.acquire() == 0.0
-    assert clock.sleeps == []
+    assert clock.slept == []
     clock.now = 0.25
     waited = await budget.acquire()
     assert waited == pytest.approx(0.75)
