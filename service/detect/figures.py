@@ -73,18 +73,38 @@ def read_times(state: AccountState) -> dict[date, datetime]:
     return {day: figure.observed_at for day, figure in state.spend.get(source(state), {}).items()}
 
 
+# ``grant_burn`` of the same figures, by the identity of what it reads. Every balance
+# snapshot asks it three times of one state (the depletion forecast, the risk forecast, the
+# list row): the figures are frozen, so the first answer holds for the other two. Each entry
+# keeps what its key names alive, so an id in a key cannot be another object's; the memo
+# holds at most a batch or two of entries (then starts afresh).
+_BURNS: dict[tuple[int, int, int, int, int, datetime, int], tuple[object, Decimal | None]] = {}
+_BURNS_KEPT = 2048
+
+
 def grant_burn(
     state: AccountState, settings: DetectSettings, ledger: AccountLedger
 ) -> Decimal | None:
     """Ad credit spent per day: daily grant spend refined by drops of the grant balance."""
+    assert state.now is not None
+    read = (state.history, state.spend, state.rolled, state.transactions, ledger.credits)
+    history, spend, rolled, transactions, credits = map(id, read)
+    key = (history, spend, rolled, transactions, credits, state.now, settings.burn_days)
+    known = _BURNS.get(key)
+    if known is not None:
+        return known[1]
     points = [(p.at, p.grant) for p in state.history]
-    return burn.rate(
+    per_day = burn.rate(
         spend_days(state, "grant"),
         points,
         today(state),
         settings.burn_days,
         expiries(state, ledger),
     )
+    if len(_BURNS) >= _BURNS_KEPT:
+        _BURNS.clear()
+    _BURNS[key] = (read, per_day)
+    return per_day
 
 
 def cash_burn(state: AccountState, settings: DetectSettings) -> Decimal | None:

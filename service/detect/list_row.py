@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
@@ -59,6 +60,7 @@ EXPIRY_HORIZON = timedelta(days=7)
 # The encoding's version, first in every row: a reader treats any other as no row at all.
 ROW_FORMAT = 1
 _ZERO = Decimal(0)
+_ROW_JSON = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -219,9 +221,11 @@ def _parsed_at(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text is not None else None
 
 
-def encode_row(row: ListRow) -> str:
-    """The row as a JSON array (a third of an object's size with field names)."""
-    return json.dumps(
+def encode_row(row: ListRow) -> bytes:
+    """The row as a JSON array (a third of an object's size with field names), UTF-8."""
+    # msgspec rather than json.dumps: every account commit encodes one, and it is several
+    # times faster; the text is the same JSON (non-ASCII as UTF-8, not escaped).
+    return _ROW_JSON.encode(
         [
             ROW_FORMAT,
             row.version,
@@ -244,8 +248,7 @@ def encode_row(row: ListRow) -> str:
             str(row.expiring_soon),
             str(row.forfeit_soon),
             [[alert_id, kind, since.isoformat()] for alert_id, kind, since in row.alerts],
-        ],
-        separators=(",", ":"),
+        ]
     )
 
 
