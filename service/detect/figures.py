@@ -152,5 +152,7 @@ def credit_estimates(
     """Every ledger entry, and the reconciled unused estimate of each live one."""
     assert state.now is not None
     entries = ledger_entries(ledger, state.transactions)
+    if not entries:
+        return entries, {}  # the usual account (every list row asks): nothing to allocate
     used = allocate(entries, spend_days(state, "grant"), read_times(state))
     return entries, unused(entries, used, grant_balance=state.grant, at=state.now)
