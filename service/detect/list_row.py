@@ -116,10 +116,12 @@ def account_figures(
     return AccountFigures(burn, runs_out, credits)
 
 
-@dataclass(frozen=True)
-class ListRow:
+class ListRow(msgspec.Struct, frozen=True, kw_only=True):
     """One account as the list, its summary, filters and sorts see it. Amounts are to the
     cent, in ``currency``; ``alerts`` are the open episodes (alert id, kind, since)."""
+
+    # A msgspec struct rather than a frozen dataclass: every account commit makes one, and
+    # a frozen dataclass's __init__ (a setattr per field) cost 2.8 us of its ~14.
 
     advertiser_id: str
     advertiser_name: str
@@ -224,7 +226,8 @@ def _parsed_at(text: str | None) -> datetime | None:
 def encode_row(row: ListRow) -> bytes:
     """The row as a JSON array (a third of an object's size with field names), UTF-8."""
     # msgspec rather than json.dumps: every account commit encodes one, and it is several
-    # times faster; the text is the same JSON (non-ASCII as UTF-8, not escaped).
+    # times faster; the text is the same JSON (non-ASCII as UTF-8, not escaped; amounts as
+    # the text str() gives, which is how msgspec writes a Decimal).
     return _ROW_JSON.encode(
         [
             ROW_FORMAT,
@@ -235,18 +238,18 @@ def encode_row(row: ListRow) -> bytes:
             row.bc_id,
             row.currency,
             _at(row.observed_at),
-            str(row.grant),
-            str(row.valid_grant),
-            str(row.frozen_grant),
-            str(row.cash),
+            row.grant,
+            row.valid_grant,
+            row.frozen_grant,
+            row.cash,
             row.balance_reminder,
             row.cash_shared,
-            str(row.burn_per_day) if row.burn_per_day is not None else None,
+            row.burn_per_day,
             _at(row.runs_out_at),
             _at(row.next_expiry_at),
-            str(row.projected_forfeit),
-            str(row.expiring_soon),
-            str(row.forfeit_soon),
+            row.projected_forfeit,
+            row.expiring_soon,
+            row.forfeit_soon,
             [[alert_id, kind, since.isoformat()] for alert_id, kind, since in row.alerts],
         ]
     )
