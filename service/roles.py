@@ -29,7 +29,7 @@ from service.connections import RedisTarget, connect
 from service.deadletter import DeadLetters
 from service.deliver.pipeline import NotifyPipeline
 from service.deliver.url_guard import guarded_client
-from service.detect.ledger_store import ConfigLedger, RedisLedger
+from service.detect.ledger_store import ConfigLedger, RedisLedger, index_saved_ledgers
 from service.detect.list_row import RowWriter
 from service.detect.risk import RiskForecasts
 from service.detect.rule_failures import RuleHealth
@@ -147,6 +147,9 @@ async def service_role(
         ]
         for stream, group in groups:
             await ensure_group(redis, stream, group)
+        # Ledgers saved before the ledger index existed join it once, so the detectors can
+        # read only the advertisers it names (see ``ledger_store``).
+        await index_saved_ledgers(redis, streams)
         dead_letters = DeadLetters(redis, streams)
         detector, watch = _detection(settings, redis, dead_letters)
         pipeline = NotifyPipeline(
