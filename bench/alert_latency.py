@@ -31,7 +31,6 @@ import json
 import math
 import multiprocessing
 import os
-import queue
 import time
 import uuid
 from collections import Counter
@@ -39,7 +38,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any, cast
 
@@ -53,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from bench.common import ServedRoutes, paced_load, percentile, record, redis_url
+from bench.common import Load, ServedRoutes, paced_load, percentile, record, redis_url
 from config.api import ApiSettings
 from config.notify import NotifySettings, Route, WebhookReceiverSettings
 from config.settings import Settings, StreamSettings
@@ -61,9 +59,10 @@ from service.connections import RedisTarget, connect
 from service.logs import configure_logging
 from service.roles import service_role
 from service.streams import DETECTORS, Entry, read_entries
+from tests.support.snapshots import grant_snapshot
 from workers.contract.alerts import parse_transition
 from workers.contract.envelope import payload_of
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from workers.contract.snapshots import AccountBalanceSnapshot
 from workers.publish import SnapshotPublisher
 
 LOAD_PER_S = 1_000
@@ -85,18 +84,13 @@ PROBE_BASE = 730_000
 
 
 def balance_snapshot(advertiser_id: int, grant: Decimal) -> AccountBalanceSnapshot:
-    return AccountBalanceSnapshot(
-        bc_id=BC_ID,
-        advertiser_id=str(advertiser_id),
-        advertiser_name=f"Shop {advertiser_id}",
-        currency="USD",
-        balances=BalanceInfo(
-            grant_balance=grant,
-            valid_grant_balance=grant,
-            cash_balance=Decimal(5000),
-            valid_cash_balance=Decimal(5000),
-        ),
-        observed_at=datetime.now(UTC),
+    return grant_snapshot(
+        BC_ID,
+        str(advertiser_id),
+        grant,
+        datetime.now(UTC),
+        name=f"Shop {advertiser_id}",
+        valid_cash=Decimal(5000),
     )
 
 
@@ -212,14 +206,7 @@ async def _serve(settings: Settings, url: str, ready: Event, stop: Event) -> Non
 # --- the background load (child process) ------------------------------------------------
 
 
-def run_load(
-    url: str, streams: StreamSettings, started: Event, stop: Event, out: Queue[tuple[int, float]]
-) -> None:
-    configure_logging("warning")
-    out.put(asyncio.run(_load(url, streams, started, stop)))
-
-
-async def _load(
+async def background_load(
     url: str, streams: StreamSettings, started: Event, stop: Event
 ) -> tuple[int, float]:
     """1,000 snapshots/s on a fixed schedule until ``stop``; returns (published, seconds)."""
@@ -428,11 +415,7 @@ async def run(
             ),
             name="reference",
         )
-        load_started, stop_load = spawn.Event(), spawn.Event()
-        load_out: Queue[tuple[int, float]] = spawn.Queue()
-        load = spawn.Process(
-            target=run_load, args=(url, streams, load_started, stop_load, load_out), name="load"
-        )
+        load: Load | None = None
         sampler: asyncio.Task[None] | None = None
         try:
             service.start()
@@ -444,8 +427,8 @@ async def run(
                 [balance_snapshot(PROBE_BASE + i, Decimal(1000)) for i in range(PROBES)]
             )
             await wait_drained(redis, streams.snapshots, 30)
-            load.start()
-            await wait_for(load_started, load, "the load", 60)
+            load = Load.spawn(background_load, url, streams)
+            await wait_for(load.started, load.process, "the load", 60)
             sampler = asyncio.create_task(sample_lag(redis, streams.snapshots, lags))
             await asyncio.sleep(WARMUP_S)
             begin = time.perf_counter()
@@ -456,13 +439,11 @@ async def run(
         finally:
             if sampler is not None:
                 sampler.cancel()
-            stop_load.set()
-            if load.pid is not None:
-                with contextlib.suppress(queue.Empty):
-                    published, load_s = load_out.get(timeout=30)
+            if load is not None:
+                published, load_s = await load.finish()
             stop_service.set()
             stop_reference.set()
-            for process in (load, service, consumer):
+            for process in (service, consumer):
                 if process.pid is not None:
                     process.join(timeout=30)
                     if process.is_alive():

@@ -1,5 +1,6 @@
 """Shared plumbing of the benchmarks: where Redis is, how a result is printed and recorded, the
-socket their in-process webhook receivers listen on, and the pace of a background load.
+socket their in-process webhook receivers listen on, and a background load: its pace and the
+child process it runs in.
 
 Every benchmark prints its figures and its ratio against a reference measured in the same
 run, and appends one row to ``bench/RESULTS.md``.
@@ -8,17 +9,23 @@ run, and appends one row to ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import multiprocessing
 import os
+import queue
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.context import SpawnProcess
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from tempfile import mkdtemp
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import redis
@@ -26,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from service.embedded_redis import EmbeddedRedis
+from service.logs import configure_logging
 from workers.http_server import AsgiServer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -148,3 +156,47 @@ async def paced_load(
         if delay > 0:
             await asyncio.sleep(delay)
     return sent
+
+
+# A load's body in its child: (its arguments..., started, stop) -> (sent, seconds).
+LoadMain = Callable[..., Coroutine[Any, Any, tuple[int, float]]]
+
+
+def _run_load(main: LoadMain, out: Queue[tuple[int, float]], *args: Any) -> None:
+    configure_logging("warning")
+    out.put(asyncio.run(main(*args)))
+
+
+@dataclass
+class Load:
+    """A background load in a child process of its own (so it does not share the measured
+    process's event loop): started, then stopped with its (sent, seconds) read back."""
+
+    process: SpawnProcess
+    started: Event
+    stop: Event
+    out: Queue[tuple[int, float]]
+
+    @classmethod
+    def spawn(cls, main: LoadMain, *args: Any) -> Load:
+        """Start ``main(*args, started, stop)`` (a module-level coroutine function)."""
+        spawn = multiprocessing.get_context("spawn")
+        started, stop = spawn.Event(), spawn.Event()
+        out: Queue[tuple[int, float]] = spawn.Queue()
+        process = spawn.Process(
+            target=_run_load, args=(main, out, *args, started, stop), name="load"
+        )
+        process.start()
+        return cls(process, started, stop, out)
+
+    async def finish(self) -> tuple[int, float]:
+        """Stop the load; (sent, seconds), or (0, 1.0) if the child said nothing in 60 s."""
+        self.stop.set()
+        result = (0, 1.0)
+        with contextlib.suppress(queue.Empty):
+            result = self.out.get(timeout=60)
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        return result

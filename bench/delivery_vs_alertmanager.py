@@ -41,7 +41,6 @@ import json
 import math
 import multiprocessing
 import os
-import queue
 import shutil
 import socket
 import subprocess
@@ -51,8 +50,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -62,7 +59,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from bench.alert_latency import run_service, service_settings, wait_for
-from bench.common import paced_load, percentile, record, redis_url
+from bench.common import Load, paced_load, percentile, record, redis_url
 from bench.webhook_sink import PROBE_LABEL, start_sink
 from config.settings import StreamSettings
 from service.connections import RedisTarget
@@ -277,11 +274,7 @@ def am_alert(labels: dict[str, str]) -> dict[str, Any]:
     return {"labels": labels, "annotations": {}, "startsAt": datetime.now(UTC).isoformat()}
 
 
-def run_am_load(url: str, started: Event, stop: Event, out: Queue[tuple[int, float]]) -> None:
-    out.put(asyncio.run(_am_load(url, started, stop)))
-
-
-async def _am_load(url: str, started: Event, stop: Event) -> tuple[int, float]:
+async def am_load(url: str, started: Event, stop: Event) -> tuple[int, float]:
     """LOAD_PER_S new alerts/s over GROUPS groups until ``stop``; (posted, seconds).
 
     Each POST of CHUNK alerts leaves on schedule, up to AM_POSTS_AT_ONCE at a time: under
@@ -373,14 +366,7 @@ async def inject(redis: Redis, streams: StreamSettings, transitions: list[AlertT
         await pipe.execute()
 
 
-def run_cw_load(
-    url: str, streams: StreamSettings, started: Event, stop: Event, out: Queue[tuple[int, float]]
-) -> None:
-    configure_logging("warning")
-    out.put(asyncio.run(_cw_load(url, streams, started, stop)))
-
-
-async def _cw_load(
+async def cw_load(
     url: str, streams: StreamSettings, started: Event, stop: Event
 ) -> tuple[int, float]:
     """LOAD_PER_S transitions/s until ``stop``; (injected, seconds)."""
@@ -430,36 +416,6 @@ async def durable_check(redis: Redis, streams: StreamSettings) -> tuple[Counter[
 # --- the run ---------------------------------------------------------------------------
 
 
-@dataclass
-class Load:
-    """A load child: started, then stopped with its (sent, seconds) read back."""
-
-    process: SpawnProcess
-    started: Event
-    stop: Event
-    out: Queue[tuple[int, float]]
-
-    @classmethod
-    def spawn(cls, target: Any, *args: Any) -> Load:
-        spawn = multiprocessing.get_context("spawn")
-        started, stop = spawn.Event(), spawn.Event()
-        out: Queue[tuple[int, float]] = spawn.Queue()
-        process = spawn.Process(target=target, args=(*args, started, stop, out), name="load")
-        process.start()
-        return cls(process, started, stop, out)
-
-    async def finish(self) -> tuple[int, float]:
-        self.stop.set()
-        result = (0, 1.0)
-        with contextlib.suppress(queue.Empty):
-            result = self.out.get(timeout=60)
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        return result
-
-
 async def alertmanager_phases(sink: SinkClient) -> tuple[Latencies, Latencies, float, int]:
     """(idle, loaded, load alerts/s, notifications under load)."""
     async with alertmanager(f"{sink.base}/am") as url:
@@ -467,7 +423,7 @@ async def alertmanager_phases(sink: SinkClient) -> tuple[Latencies, Latencies, f
         stats = await sink.wait(lambda s: sent.keys() <= s["probes"].keys(), PROBE_TIMEOUT_S)
         idle = Latencies.of(sent, stats["probes"])
         await sink.reset()
-        load = Load.spawn(run_am_load, url)
+        load = Load.spawn(am_load, url)
         try:
             await wait_for(load.started, load.process, "the Alertmanager load", 60)
             await asyncio.sleep(WARMUP_S)
@@ -510,7 +466,7 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
         sent = await cw_probes(redis, streams, "idle")
         stats = await sink.wait(lambda s: sent.keys() <= s["probes"].keys(), PROBE_TIMEOUT_S)
         idle = Latencies.of(sent, stats["probes"])
-        load = Load.spawn(run_cw_load, url, streams)
+        load = Load.spawn(cw_load, url, streams)
         try:
             await wait_for(load.started, load.process, "the creditwatch load", 60)
             load_began = time.monotonic()

@@ -56,7 +56,8 @@ from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState, encode_state
 from service.logs import configure_logging
 from tests.support.servers import free_port
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo, DailySpendSnapshot
+from tests.support.snapshots import grant_snapshot
+from workers.contract.snapshots import AccountBalanceSnapshot, DailySpendSnapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 ADVERTISERS = int(os.environ.get("BENCH_MEMORY_ADVERTISERS", "100000"))
@@ -91,20 +92,13 @@ def advertiser_id(n: int) -> str:
 def snapshot(n: int, poll: int) -> AccountBalanceSnapshot:
     """Advertiser ``n`` at ``poll``: grant spent slowly from 1,000, far above its 20 % line."""
     grant = Decimal("1000.00") - Decimal("0.37") * poll - Decimal(n % 97)
-    return AccountBalanceSnapshot(
-        bc_id=str(7_200_000_000_000_000_000 + n % CENTERS),
-        advertiser_id=advertiser_id(n),
-        advertiser_name=f"Shop number {n}",
-        currency="USD",
-        balances=BalanceInfo(
-            grant_balance=grant,
-            valid_grant_balance=grant,
-            cash_balance=Decimal("250.00"),
-            valid_cash_balance=Decimal("250.00"),
-            account_balance=grant + Decimal("250.00"),
-            valid_account_balance=grant + Decimal("250.00"),
-        ),
-        observed_at=START + STEP * poll,
+    return grant_snapshot(
+        str(7_200_000_000_000_000_000 + n % CENTERS),
+        advertiser_id(n),
+        grant,
+        START + STEP * poll,
+        name=f"Shop number {n}",
+        valid_cash=Decimal("250.00"),
     )
 
 

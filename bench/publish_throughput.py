@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from bench.common import Timer, record, redis_url
 from config.settings import StreamSettings
-from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo
+from tests.support.snapshots import grant_snapshot
+from workers.contract.snapshots import AccountBalanceSnapshot
 from workers.publish import SnapshotPublisher
 
 ADVERTISERS = 10_000
@@ -33,13 +34,12 @@ def snapshots() -> list[AccountBalanceSnapshot]:
         for advertiser in range(ADVERTISERS):
             grant = Decimal(1000 - poll * 40 - advertiser % 7)
             out.append(
-                AccountBalanceSnapshot(
-                    bc_id=str(7000 + advertiser % 5),
-                    advertiser_id=str(710_000 + advertiser),
-                    advertiser_name=f"Shop {advertiser}",
-                    currency="USD",
-                    balances=BalanceInfo(grant_balance=grant, valid_grant_balance=grant),
-                    observed_at=start + timedelta(minutes=5 * poll),
+                grant_snapshot(
+                    str(7000 + advertiser % 5),
+                    str(710_000 + advertiser),
+                    grant,
+                    start + timedelta(minutes=5 * poll),
+                    name=f"Shop {advertiser}",
                 )
             )
     return out

@@ -37,6 +37,9 @@ class ApiSettings(BaseModel):
     max_concurrency: int = Field(default=64, ge=1, le=1000)
     # How long a request waits for one of those connections before its 503.
     redis_wait_s: float = Field(default=5.0, gt=0, le=60)
+    # A request's headers must all arrive within this of its connection being ready for them;
+    # a client that trickles them (slowloris) is disconnected.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # /metrics names receivers and streams: off, it wants a bearer token like /v1.
     metrics_public: bool = False
 

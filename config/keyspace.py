@@ -152,8 +152,11 @@ class Keyspace:
     def ledger(self, advertiser_id: str) -> str:  # hash: credits and programs
         return self.key("ledger", advertiser_id)
 
-    def ledger_index(self) -> str:
+    def ledger_index(self) -> str:  # hash: advertiser with a saved ledger -> edit token
         return self.key("ledger-index")
+
+    def ledger_index_built(self) -> str:  # set once every older ledger is in the index
+        return self.key("ledger-index-built")
 
     def silences(self) -> str:
         return self.key("silences")

@@ -204,13 +204,27 @@ def _secret_http_url(value: SecretStr) -> SecretStr:
     return value
 
 
+class _HttpReceiver(_ReceiverBase):
+    """A receiver that sends each message as an HTTP request."""
+
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+
+
+class _HttpUrlReceiver(_HttpReceiver):
+    """One that POSTs to an http(s) URL holding no secret of its own."""
+
+    url: str
+
+    _url = field_validator("url")(check_http_url)
+
+
 class ConsoleReceiverSettings(_ReceiverBase):
     """One line per transition on standard output."""
 
     type: Literal["console"] = "console"
 
 
-class WebhookReceiverSettings(_ReceiverBase):
+class WebhookReceiverSettings(_HttpUrlReceiver):
     """A Standard Webhooks endpoint: one signed POST per transition.
 
     ``secret``, or ``secrets`` while rotating: every delivery is signed with each of them (one
@@ -219,14 +233,10 @@ class WebhookReceiverSettings(_ReceiverBase):
     """
 
     type: Literal["webhook"] = "webhook"
-    url: str
     secret: Secret | None = None
     secrets: list[Annotated[Secret, AfterValidator(_whsec)]] = Field(
         default_factory=list, max_length=10
     )
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
-
-    _url = field_validator("url")(check_http_url)
 
     @field_validator("secret")
     @classmethod
@@ -246,16 +256,20 @@ class WebhookReceiverSettings(_ReceiverBase):
         return [self.secret] if self.secret is not None else list(self.secrets)
 
 
-class SlackReceiverSettings(_ReceiverBase):
+class _SecretUrlReceiver(_HttpReceiver):
+    """One whose URL holds its secret (a webhook URL, an Apprise key)."""
+
+    url: Secret
+
+    _url = field_validator("url")(_secret_http_url)
+
+
+class SlackReceiverSettings(_SecretUrlReceiver):
     """A Slack incoming webhook (the URL is the secret); Block Kit messages."""
 
     type: Literal["slack"] = "slack"
-    url: Secret
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
     rate_limit_per_s: float | None = Field(default=1.0, gt=0)  # Slack allows about 1/s
     digest: DigestSchedule | None = None
-
-    _url = field_validator("url")(_secret_http_url)
 
 
 class EmailReceiverSettings(_ReceiverBase):
@@ -287,37 +301,22 @@ class EmailReceiverSettings(_ReceiverBase):
         return {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
-class PagerDutyReceiverSettings(_ReceiverBase):
+class PagerDutyReceiverSettings(_HttpUrlReceiver):
     """PagerDuty Events API v2: trigger on firing, resolve on resolved, by the alert id."""
 
     type: Literal["pagerduty"] = "pagerduty"
     routing_key: Secret
     # The EU service region uses https://events.eu.pagerduty.com/v2/enqueue.
     url: str = "https://events.pagerduty.com/v2/enqueue"
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
-
-    _url = field_validator("url")(check_http_url)
 
 
-class OpsgenieReceiverSettings(_ReceiverBase):
+class OpsgenieReceiverSettings(_HttpUrlReceiver):
     """Opsgenie Alert API: create by alias on firing, close by alias on resolved."""
 
     type: Literal["opsgenie"] = "opsgenie"
     api_key: Secret
     # The EU instance is https://api.eu.opsgenie.com.
     url: str = "https://api.opsgenie.com"
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
-
-    _url = field_validator("url")(check_http_url)
-
-
-class _SecretUrlReceiver(_ReceiverBase):
-    """A receiver whose URL holds its secret (a webhook URL, an Apprise key)."""
-
-    url: Secret
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
-
-    _url = field_validator("url")(_secret_http_url)
 
 
 class TeamsReceiverSettings(_SecretUrlReceiver):
@@ -332,14 +331,13 @@ class DiscordReceiverSettings(_SecretUrlReceiver):
     type: Literal["discord"] = "discord"
 
 
-class TelegramReceiverSettings(_ReceiverBase):
+class TelegramReceiverSettings(_HttpReceiver):
     """A Telegram bot's ``sendMessage`` to one chat, as HTML."""
 
     type: Literal["telegram"] = "telegram"
     bot_token: Secret
     chat_id: str = Field(pattern=r"^(-?\d+|@[A-Za-z0-9_]{5,32})$")
     api_url: str = "https://api.telegram.org"
-    timeout_s: float = Field(default=15.0, gt=0, le=120)
     # Telegram allows about 1 message/s per chat (20/min in groups).
     rate_limit_per_s: float | None = Field(default=1.0, gt=0)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -108,6 +109,16 @@ _ENDPOINT_PATH = r"^/[a-z0-9_]+(/[a-z0-9_]+)*/$"
 _WIDER_WINDOW = {"qpm": ("qps", "second", "minute"), "qpd": ("qpm", "minute", "day")}
 
 
+def _below_shorter_window(limits: Mapping[str, float | None], name: str, owner: str) -> str | None:
+    """What is wrong if ``limits[name]`` (qpm or qpd) is below the next shorter window's limit
+    (a minute can never hold fewer requests than a second); ``owner`` names whose that is."""
+    smaller, unit, period = _WIDER_WINDOW[name]
+    value, limit = limits.get(name), limits.get(smaller)
+    if value is None or limit is None or value >= limit:
+        return None
+    return f"{value:g} per {period} is below {owner}{smaller} ({limit:g} per {unit})"
+
+
 class EndpointLimits(Section):
     """One endpoint's own budget; an unset figure is the app's (tier or explicit)."""
 
@@ -168,12 +179,10 @@ class TikTokSettings(Section):
     @classmethod
     def _holds_the_smaller_window(cls, value: int, info: ValidationInfo) -> int:
         # Fields validate in order: qps before qpm, qpm before qpd.
-        smaller, unit, period = _WIDER_WINDOW[str(info.field_name)]
-        limit = info.data.get(smaller)
-        if limit is not None and value < limit:
-            raise ValueError(
-                f"{value} per {period} is below tiktok.{smaller} ({limit:g} per {unit})"
-            )
+        name = str(info.field_name)
+        problem = _below_shorter_window({**info.data, name: value}, name, "tiktok.")
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("endpoint_limits")
@@ -184,13 +193,14 @@ class TikTokSettings(Section):
         for path, own in value.items():
             if not re.fullmatch(_ENDPOINT_PATH, path):
                 raise ValueError(f"{path!r} is not an endpoint path such as /bc/balance/get/")
-            qps = own.qps if own.qps is not None else info.data.get("qps")
-            qpm = own.qpm if own.qpm is not None else info.data.get("qpm")
-            qpd = own.qpd if own.qpd is not None else info.data.get("qpd")
-            if qps is not None and qpm is not None and qpm < qps:
-                raise ValueError(f"{path}: qpm {qpm} is below its qps {qps:g}")
-            if qpm is not None and qpd is not None and qpd < qpm:
-                raise ValueError(f"{path}: qpd {qpd} is below its qpm {qpm}")
+            # An unset figure is the app's, so the check is on what the endpoint will get.
+            limits = {
+                name: mine if (mine := getattr(own, name)) is not None else info.data.get(name)
+                for name in ("qps", "qpm", "qpd")
+            }
+            for name in ("qpm", "qpd"):
+                if (problem := _below_shorter_window(limits, name, "its ")) is not None:
+                    raise ValueError(f"{path}: {problem}")
         return value
 
     @field_validator("base_url")

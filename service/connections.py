@@ -14,7 +14,10 @@ Cluster.
 Every client has a bounded, blocking pool of its own: a caller waits for a free connection
 (up to ``timeout_s``) instead of failing, and one surface cannot take another's connections.
 The service role keeps the HTTP app on a pool apart from the pipeline's (detectors,
-notifiers, sender), so a flood of requests cannot starve the background work.
+notifiers, sender), so a flood of requests cannot starve the background work. Standalone and
+Sentinel connections pack commands with hiredis, in C, as redis-py's own sync connections do
+(its asyncio ones pack every argument in Python: a detector batch's commit took 1.95 ms to
+pack, 0.37 ms so); the bytes are the same.
 
 Usage::
 
@@ -27,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
@@ -36,7 +40,11 @@ from faststream.redis.broker.cluster_broker import RedisClusterBroker
 from faststream.redis.broker.sentinel_broker import RedisSentinelBroker
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.connection import HiredisRespSerializer
+from redis.typing import EncodableT
+from redis.utils import HIREDIS_AVAILABLE
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -45,6 +53,7 @@ __all__ = [
     "SENTINEL_SCHEME",
     "RedisTarget",
     "connect",
+    "packed_in_c",
 ]
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -58,11 +67,43 @@ PIPELINE_CONNECTIONS = 100
 POOL_TIMEOUT_S = 30.0
 
 
+# redis-py annotates the serializer's arguments as lists; they are a command's arguments.
+_PACK_IN_C: Callable[..., list[bytes]] = HiredisRespSerializer().pack
+
+
+class _PackedInC(AbstractConnection):
+    """Packs commands with ``hiredis.pack_command`` (redis-py's serializer for its sync
+    connections): the same bytes as the Python packer, the same ``DataError`` for a value
+    that cannot be sent, for UTF-8 text (the encoding ``packed_in_c`` checks)."""
+
+    __slots__ = ()
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        return _PACK_IN_C(*args)
+
+
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def packed_in_c(
+    connection_class: type[AbstractConnection], options: dict[str, Any]
+) -> type[AbstractConnection]:
+    """``connection_class`` packing in C where that gives the same bytes: hiredis installed,
+    and text encoded as UTF-8, strictly (redis-py's default, which ``options`` may change)."""
+    utf8 = options.get("encoding", "utf-8") == "utf-8"
+    if not HIREDIS_AVAILABLE or not utf8 or options.get("encoding_errors", "strict") != "strict":
+        return connection_class
+    if connection_class not in _PACKED:
+        name = f"{connection_class.__name__}PackedInC"
+        _PACKED[connection_class] = type(name, (_PackedInC, connection_class), {"__slots__": ()})
+    return _PACKED[connection_class]
+
+
 class _BlockingSentinelPool(BlockingConnectionPool, SentinelConnectionPool):
     """A Sentinel-managed pool that waits for a free connection, like the standalone one."""
 
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
-        kwargs.setdefault("connection_class", SentinelManagedConnection)
+        kwargs.setdefault("connection_class", packed_in_c(SentinelManagedConnection, kwargs))
         super().__init__(service_name=service_name, sentinel_manager=sentinel_manager, **kwargs)
 
 
@@ -134,6 +175,8 @@ class RedisTarget:
             pool = BlockingConnectionPool.from_url(
                 self.url, max_connections=max_connections, timeout=timeout_s
             )
+            # Set before the first connection is made (the pool makes them as it needs).
+            pool.connection_class = packed_in_c(pool.connection_class, pool.connection_kwargs)
             return Redis.from_pool(pool)
         if self.kind == "cluster":
             cluster = RedisCluster(

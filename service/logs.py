@@ -7,6 +7,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Literal
@@ -14,6 +15,17 @@ from typing import Literal
 import structlog
 
 __all__ = ["configure_logging"]
+
+
+class _JobCancelledAtStop(logging.Filter):
+    """APScheduler logs a job cancelled when the scheduler shuts down (a poll still waiting
+    for its API budget) as an error with a traceback: a stop is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(
+            record.exc_info[1], asyncio.CancelledError
+        )
+        return not (cancelled and record.name.startswith("apscheduler."))
 
 
 def configure_logging(
@@ -41,3 +53,5 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_JobCancelledAtStop())

@@ -29,7 +29,7 @@ from service.deadletter import DeadLetters
 from service.deliver.http_transport import receivers_client
 from service.deliver.pipeline import NotifyPipeline
 from service.deliver.url_guard import guarded_client
-from service.detect.ledger_store import ConfigLedger, RedisLedger
+from service.detect.ledger_store import ConfigLedger, RedisLedger, index_saved_ledgers
 from service.detect.list_row import RowWriter
 from service.detect.risk import RiskForecasts
 from service.detect.rule_failures import RuleHealth
@@ -139,6 +139,9 @@ async def service_role(
         ]
         for stream, group in groups:
             await ensure_group(redis, stream, group)
+        # Ledgers saved before the ledger index existed join it once, so the detectors can
+        # read only the advertisers it names (see ``ledger_store``).
+        await index_saved_ledgers(redis, streams)
         dead_letters = DeadLetters(redis, streams)
         detector, watch = _detection(settings, redis, dead_letters)
         pipeline = NotifyPipeline(
@@ -396,5 +399,10 @@ def _ops_http(
     """A lone poller's ``/healthz`` and ``/metrics``, where the service would serve its app."""
     api = settings.api
     return listening(
-        ops_app(), host=api.host, port=api.port, name="poller", on_listening=on_listening
+        ops_app(),
+        host=api.host,
+        port=api.port,
+        name="poller",
+        on_listening=on_listening,
+        header_timeout_s=api.header_timeout_s,
     )

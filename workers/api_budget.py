@@ -9,6 +9,11 @@ its tier itself, on all three at once:
   and no 60-second window more than ``qpm`` (below 1 QPS grants are spaced ``1/qps`` apart);
 - per day, a count that starts again at 00:00 UTC (when TikTok's daily quota does).
 
+TikTok counts requests as they arrive, so a grant is stamped again when its request's headers
+go on the wire (``on_the_wire``, which the transport calls from httpcore's trace hook): an
+event loop that stalls between a grant and its send would otherwise let the late request
+bunch with the next ones into one second.
+
 Waiters are served by priority, then in arrival (FIFO) order: each waiter's claimant
 (``workers.priorities``) is asked its rank when the next grant is free, so a long low-priority
 sweep waits behind balances between any two of its requests. ``ApiBudget`` is one app's
@@ -27,10 +32,11 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -39,7 +45,7 @@ from workers import priorities
 from workers.priorities import Claimant
 from workers.suspensions import Suspensions
 
-__all__ = ["ApiBudget", "RateBudget", "RateLimits", "shared", "utc_now"]
+__all__ = ["ApiBudget", "RateBudget", "RateLimits", "on_the_wire", "shared", "utc_now"]
 
 _MINUTE_S = 60.0
 
@@ -82,8 +88,8 @@ class _Window:
     def __init__(self, limit: int, span_s: float) -> None:
         self.limit = limit
         self.span_s = span_s
-        # The deque drops the oldest grant by itself.
-        self._grants: deque[float] = deque(maxlen=limit)
+        # In time order: a grant stamped again on the wire may move past later grants.
+        self._grants: list[float] = []
 
     def ready_at(self, margin_s: float) -> float:
         if len(self._grants) < self.limit:
@@ -91,7 +97,17 @@ class _Window:
         return self._grants[0] + self.span_s + margin_s
 
     def record(self, at: float) -> None:
-        self._grants.append(at)
+        bisect.insort(self._grants, at)
+        if len(self._grants) > self.limit:
+            del self._grants[0]
+
+    def move(self, stamp: float, to: float) -> None:
+        """The grant stamped ``stamp`` is at ``to`` (later) instead. One that has already left
+        the log for its age is older than all kept: it comes back at ``to``, the oldest goes."""
+        index = bisect.bisect_left(self._grants, stamp)
+        if index < len(self._grants) and self._grants[index] == stamp:
+            del self._grants[index]
+        self.record(to)
 
 
 class _DayQuota:
@@ -113,6 +129,19 @@ class _DayQuota:
         if now.date() != self._day:
             self._day, self._count = now.date(), 0
         self._count += 1
+
+
+# The current task's last grant, not yet on the wire: (its budget, its stamp).
+_unsent: ContextVar[tuple[RateBudget, float] | None] = ContextVar("unsent_grant", default=None)
+
+
+def on_the_wire() -> None:
+    """The current task's last grant has just gone out as a request: stamp it now."""
+    unsent = _unsent.get()
+    if unsent is not None:
+        _unsent.set(None)
+        budget, stamp = unsent
+        budget.restamp(stamp)
 
 
 @dataclass(eq=False, slots=True)
@@ -259,6 +288,15 @@ class RateBudget:
             self._day.record(self._wall())
         self._granted += 1
         claimant.granted()
+        _unsent.set((self, now))
+
+    def restamp(self, stamp: float) -> None:
+        """The grant stamped ``stamp`` goes out now: the second and minute windows count it
+        from now (the day's count is unchanged by when in the day it went)."""
+        now = self._clock()
+        if now > stamp:
+            for window in self._windows:
+                window.move(stamp, now)
 
     def __repr__(self) -> str:
         limits = self._limits

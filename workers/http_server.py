@@ -3,6 +3,11 @@
 Used for the sandbox API, the tests' local receivers, the service's HTTP surface and the
 standalone poller's metrics.
 
+A request's head must arrive within ``header_timeout_s`` of its connection being ready for
+it (opened, or done with the last response): uvicorn's h11 protocol arms no timer while a
+head arrives, and each byte cancels its keep-alive timer, so a client that trickles its
+headers (slowloris) would hold a connection, and a file descriptor, for ever.
+
 Usage::
 
     async with AsgiServer(app, port=0) as server:
@@ -15,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
+from typing import ClassVar
 
+import h11
 import structlog
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["AsgiServer", "listening"]
 
@@ -41,6 +49,50 @@ class _Server(uvicorn.Server):
             yield
 
 
+class _HeaderDeadline(H11Protocol):
+    """h11 with a deadline for each request's head (see the module's docstring)."""
+
+    header_timeout_s: ClassVar[float]
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the head is in: the app's own limits take over
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.debug("http.header_timeout", client=self.client, after_s=self.header_timeout_s)
+            self.transport.close()
+
+
+def _with_header_deadline(timeout_s: float) -> type[H11Protocol]:
+    return type("HeaderDeadline", (_HeaderDeadline,), {"header_timeout_s": timeout_s})
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "", "::"):  # noqa: S104 - mapping a wildcard bind to a usable URL
         return "127.0.0.1"
@@ -58,6 +110,7 @@ class AsgiServer:
         port: int = 0,
         handle_signals: bool = False,
         date_header: bool = True,
+        header_timeout_s: float = 10.0,
     ) -> None:
         # The sandbox sends its own (simulated) Date; uvicorn would add the real one.
         config = uvicorn.Config(
@@ -69,6 +122,7 @@ class AsgiServer:
             lifespan="off",
             timeout_graceful_shutdown=2,
             date_header=date_header,
+            http=_with_header_deadline(header_timeout_s),
         )
         self._server = _Server(config, handle_signals=handle_signals)
         self._task: asyncio.Task[None] | None = None
@@ -137,9 +191,10 @@ async def listening(
     port: int,
     name: str,
     on_listening: Callable[[str], None] | None = None,
+    header_timeout_s: float = 10.0,
 ) -> AsyncIterator[str]:
     """``app`` served until exit, its URL logged as ``<name>.listening`` and yielded."""
-    async with AsgiServer(app, host=host, port=port) as server:
+    async with AsgiServer(app, host=host, port=port, header_timeout_s=header_timeout_s) as server:
         log.info(f"{name}.listening", url=server.url)
         if on_listening is not None:
             on_listening(server.url)

@@ -165,31 +165,13 @@ class SourcePoller:
             with pause_listener(partial(self._paused, bc_id)):
                 snapshots, rejected = await (collect() if collect else self.collect(bc_id))
         except AuthError as error:
-            self._early.pop(id(task), None)
-            metrics.POLLS.labels(source=self.source, outcome="auth_failed").inc()
-            log.error(
-                "poll.auth_failed",
-                source=self.source,
-                connection=self.connection,
-                bc_id=bc_id,
-                code=error.code,
-                error=str(error),
-            )
+            self._failed(task, bc_id, error, outcome="auth_failed", event="poll.auth_failed")
             self._auth_failed.add(bc_id)
             self._reported.add(bc_id)
             await self._publisher.publish([self._status(bc_id, "auth_failed", error.code)])
             return None
         except TikTokError as error:
-            self._early.pop(id(task), None)
-            metrics.POLLS.labels(source=self.source, outcome="error").inc()
-            log.warning(
-                "poll.failed",
-                source=self.source,
-                connection=self.connection,
-                bc_id=bc_id,
-                code=error.code,
-                error=str(error),
-            )
+            self._failed(task, bc_id, error, outcome="error", event="poll.failed")
             return None
         if bc_id in self._auth_failed or bc_id in self._rate_limited or bc_id not in self._reported:
             self._auth_failed.discard(bc_id)
@@ -202,6 +184,29 @@ class SourcePoller:
             "poll.done", source=self.source, bc_id=bc_id, published=published, rejected=rejected
         )
         return PollResult(bc_id=bc_id, published=published, rejected=rejected)
+
+    def _failed(
+        self,
+        task: asyncio.Task[Any] | None,
+        bc_id: str,
+        error: TikTokError,
+        *,
+        outcome: str,
+        event: str,
+    ) -> None:
+        """A poll the API refused: what it published early is not its count; count and log it
+        (an auth failure as an error, since only a new token mends it)."""
+        self._early.pop(id(task), None)
+        metrics.POLLS.labels(source=self.source, outcome=outcome).inc()
+        say = log.error if isinstance(error, AuthError) else log.warning
+        say(
+            event,
+            source=self.source,
+            connection=self.connection,
+            bc_id=bc_id,
+            code=error.code,
+            error=str(error),
+        )
 
     async def _paused(self, bc_id: str, pause: Pause) -> None:
         """This poll waits on a suspended endpoint: say so once, then let it wait."""

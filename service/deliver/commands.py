@@ -32,7 +32,7 @@ from service.deliver.clock import Clock, utc_now
 from service.deliver.deliveries import Delivery, DeliveryStore
 from service.deliver.digest_commands import DigestCommandError, add_digest_parser, run_digest
 from service.deliver.disabled import DisabledReceivers
-from service.deliver.silences import Silence, Silences
+from service.deliver.silences import Silence, Silences, TooManySilences
 from workers.contract.alerts import AlertTransition
 
 __all__ = ["CommandError", "add_subcommands", "run_command"]
@@ -196,7 +196,10 @@ async def _silence(
                 comment=args.comment,
                 author=args.author,
                 now=now,
+                limit=settings.notify.silences.max_active,
             )
+        except TooManySilences as error:
+            raise CommandError(f"{error} (notify.silences.max_active): expire one first") from None
         except ValueError as error:
             raise CommandError(str(error)) from None
         print(f"{silence.id} until {_when(silence.ends_at)}", file=out)

@@ -65,16 +65,25 @@ def intraday(
     window = points[first:] if first else points
     # Runs for every balance snapshot, over up to a day of points: the span is summed as a
     # timedelta (exact, and much cheaper than Decimal seconds per interval), and only the
-    # expiry instants inside the window are checked per interval.
+    # expiry instants inside the window are checked per interval. Without any (nearly
+    # always) the intervals are the whole window: the span is its ends' difference, and
+    # only the drops are looked at pair by pair.
     inside = [instant for instant in skip if window[0][0] < instant <= latest]
-    span = timedelta(0)
-    drops = Decimal(0)
-    for (start, before), (end, after) in pairwise(window):
-        if inside and any(start < instant <= end for instant in inside):
-            continue
-        span += end - start
-        if before > after:
-            drops += before - after
+    if not inside:
+        span = latest - window[0][0]
+        drops = sum(
+            (before - after for (_, before), (_, after) in pairwise(window) if before > after),
+            Decimal(0),
+        )
+    else:
+        span = timedelta(0)
+        drops = Decimal(0)
+        for (start, before), (end, after) in pairwise(window):
+            if any(start < instant <= end for instant in inside):
+                continue
+            span += end - start
+            if before > after:
+                drops += before - after
     if span <= timedelta(0):
         return None
     days = seconds(span) / _DAY

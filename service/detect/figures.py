@@ -7,10 +7,15 @@ Usage::
 
     per_day = grant_burn(state, settings)               # ad credit spent per day, or None
     entries, left = credit_estimates(state, ledger)     # live credits and their unused estimate
+    with remembered_burns():                            # a batch: each state's rate once
+        ...
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -27,6 +32,7 @@ __all__ = [
     "expiries",
     "grant_burn",
     "read_times",
+    "remembered_burns",
     "source",
     "spend_days",
     "today",
@@ -73,18 +79,51 @@ def read_times(state: AccountState) -> dict[date, datetime]:
     return {day: figure.observed_at for day, figure in state.spend.get(source(state), {}).items()}
 
 
+# Within ``remembered_burns`` (a detector batch), ``grant_burn`` of the same figures, by the
+# identity of what it reads: a batch asks it up to three times of each state (the depletion
+# forecast, the risk forecast, the list row), and the figures are frozen, so the first answer
+# holds for the others. Each entry keeps what its key names alive, so an id in a key cannot
+# be another object's; the memo goes with its batch (kept longer, it kept thousands of old
+# states' figures alive, and the whole detector ran slower for it).
+_BurnKey = tuple[int, int, int, int, int, datetime, int]
+_BURNS: ContextVar[dict[_BurnKey, tuple[object, Decimal | None]] | None] = ContextVar(
+    "burns", default=None
+)
+
+
+@contextmanager
+def remembered_burns() -> Iterator[None]:
+    """``grant_burn`` answers each state's figures once within (per task: a context var)."""
+    token = _BURNS.set({})
+    try:
+        yield
+    finally:
+        _BURNS.reset(token)
+
+
 def grant_burn(
     state: AccountState, settings: DetectSettings, ledger: AccountLedger
 ) -> Decimal | None:
     """Ad credit spent per day: daily grant spend refined by drops of the grant balance."""
+    assert state.now is not None
+    memo = _BURNS.get()
+    read = (state.history, state.spend, state.rolled, state.transactions, ledger.credits)
+    history, spend, rolled, transactions, credits = map(id, read)
+    key = (history, spend, rolled, transactions, credits, state.now, settings.burn_days)
+    known = memo.get(key) if memo is not None else None
+    if known is not None:
+        return known[1]
     points = [(p.at, p.grant) for p in state.history]
-    return burn.rate(
+    per_day = burn.rate(
         spend_days(state, "grant"),
         points,
         today(state),
         settings.burn_days,
         expiries(state, ledger),
     )
+    if memo is not None:
+        memo[key] = (read, per_day)
+    return per_day
 
 
 def cash_burn(state: AccountState, settings: DetectSettings) -> Decimal | None:
@@ -113,5 +152,7 @@ def credit_estimates(
     """Every ledger entry, and the reconciled unused estimate of each live one."""
     assert state.now is not None
     entries = ledger_entries(ledger, state.transactions)
+    if not entries:
+        return entries, {}  # the usual account (every list row asks): nothing to allocate
     used = allocate(entries, spend_days(state, "grant"), read_times(state))
     return entries, unused(entries, used, grant_balance=state.grant, at=state.now)

@@ -6,7 +6,11 @@ fields ``credit:<id>`` / ``program:<id>`` holding JSON), which win over the conf
 the HTTP API of a later release edits those. Every advertiser with saved entries is also in
 the hash ``<prefix>:ledger-index`` with a token that changes with every edit (written in the
 same transaction), so a reader of thousands of ledgers (the status list) finds the few saved
-ones without a SCAN and re-reads only those edited since. Undeclared entries
+ones without a SCAN and re-reads only those edited since, and ``for_advertisers`` (the
+detectors, every batch) asks the index first and reads only the saved ledgers it names.
+Ledgers saved before the index existed are put in it once (``index_saved_ledgers``, at the
+service role's start, which then sets ``<prefix>:ledger-index-built``); until that mark is
+set, ``for_advertisers`` reads every advertiser's hash as it always did. Undeclared entries
 (issued credit nobody declared) are not here: they live in each account's detector state,
 committed with the transaction that revealed them.
 
@@ -16,6 +20,7 @@ Usage::
                                                              settings.ladder_programs))
     ledger = await store.for_advertiser("7100000000001")
     await store.put_credit(credit)
+    added = await index_saved_ledgers(redis, settings.streams)   # once, at start
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from config.redis_text import decoded
 from config.settings import StreamSettings
 from service.detect.ledger import AccountLedger
 
-__all__ = ["ConfigLedger", "LedgerStore", "RedisLedger"]
+__all__ = ["ConfigLedger", "LedgerStore", "RedisLedger", "index_saved_ledgers"]
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +88,8 @@ class RedisLedger:
         self._streams = streams
         self._base = base
         self._seen: dict[tuple[type[Credit | LadderProgram], bytes], Credit | LadderProgram] = {}
+        # Whether every saved ledger is known to be in the index (the mark is never unset).
+        self._index_complete = False
 
     def key(self, advertiser_id: str) -> str:
         return self._streams.keyspace.ledger(advertiser_id)
@@ -124,14 +131,28 @@ class RedisLedger:
     async def for_advertisers(self, advertiser_ids: Iterable[str]) -> dict[str, AccountLedger]:
         ids = list(dict.fromkeys(advertiser_ids))
         bases = await self._base.for_advertisers(ids)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for advertiser_id in ids:
-                pipe.hgetall(self.key(advertiser_id))
-            saved = await pipe.execute()
-        return {
-            advertiser_id: self._merge(advertiser_id, bases[advertiser_id], entries)
-            for advertiser_id, entries in zip(ids, saved, strict=True)
-        }
+        if not ids:
+            return bases
+        # Nearly every advertiser has nothing saved: one HMGET of the index finds the few
+        # that have, rather than an HGETALL per advertiser (the detectors read a batch's).
+        if not self._index_complete:
+            key = self._streams.keyspace.ledger_index_built()
+            self._index_complete = bool(await self._redis.exists(key))
+        if self._index_complete:
+            marks = await self._redis.hmget(self.index_key, ids)
+            read = [a for a, mark in zip(ids, marks, strict=True) if mark is not None]
+        else:
+            read = ids
+        saved: list[dict[bytes, bytes]] = []
+        if read:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for advertiser_id in read:
+                    pipe.hgetall(self.key(advertiser_id))
+                saved = await pipe.execute()
+        ledgers = dict(bases)
+        for advertiser_id, entries in zip(read, saved, strict=True):
+            ledgers[advertiser_id] = self._merge(advertiser_id, bases[advertiser_id], entries)
+        return ledgers
 
     def _parsed(self, model: type[_E], raw: bytes) -> _E:
         """An entry parsed from its JSON; the same JSON again is not parsed again (readers
@@ -165,3 +186,21 @@ class RedisLedger:
                 # One bad entry must not blind the detectors to the rest of the ledger.
                 log.error("ledger.entry_corrupt", advertiser_id=advertiser_id, field=name)
         return AccountLedger(credits=tuple(credits.values()), programs=tuple(programs.values()))
+
+
+async def index_saved_ledgers(redis: Redis, streams: StreamSettings) -> int:
+    """The one-time migration of ledgers saved before the index existed: each advertiser
+    with a ledger hash and no index entry gets one (HSETNX, so a concurrent edit's token
+    stands), then the mark is set; returns how many were added. Once marked it does nothing
+    (a SCAN walks the whole keyspace: not on every start)."""
+    space = streams.keyspace
+    if await redis.exists(space.ledger_index_built()):
+        return 0
+    prefix = space.ledger("")
+    added = 0
+    async for key in redis.scan_iter(match=space.ledger("*"), count=10_000):
+        advertiser_id = decoded(key)[len(prefix) :]
+        added += int(await redis.hsetnx(space.ledger_index(), advertiser_id, secrets.token_hex(8)))
+    await redis.set(space.ledger_index_built(), "1")
+    log.info("ledger.index_built", added=added)
+    return added

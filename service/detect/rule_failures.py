@@ -111,7 +111,8 @@ class RuleRun:
                 payload=snapshot.to_json(),
             )
             return state, []
-        self.failed.pop(pair, None)
+        if self.failed:  # nearly always empty: spare the lookup on every rule's run
+            self.failed.pop(pair, None)
         self.passed.add(pair)
         return result
 

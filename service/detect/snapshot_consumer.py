@@ -29,6 +29,7 @@ from service.detect import center
 from service.detect.center import CenterSnapshot
 from service.detect.evaluate import evaluate
 from service.detect.facts import AccountSnapshot
+from service.detect.figures import remembered_burns
 from service.detect.ledger_store import LedgerStore
 from service.detect.risk import RiskForecasts
 from service.detect.rule_failures import RuleHealth, RuleRun
@@ -71,7 +72,9 @@ class Detector:
         transitions = await self.centers.apply_many(
             {bc_id: _center_steps(snapshots) for bc_id, snapshots in centers.items()}
         )
-        transitions += await self._apply_accounts(accounts)
+        # The rules, the risk forecasts and the list rows all read each state's burn rate.
+        with remembered_burns():
+            transitions += await self._apply_accounts(accounts)
         applied = sum(map(len, accounts.values())) + sum(map(len, centers.values()))
         metrics.SNAPSHOTS_CONSUMED.labels(outcome="applied").inc(applied)
         for transition in transitions:

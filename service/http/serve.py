@@ -74,6 +74,11 @@ async def serve_api(
         return
     app = create_app(ctx)
     async with listening(
-        app, host=api.host, port=api.port, name="api", on_listening=on_listening
+        app,
+        host=api.host,
+        port=api.port,
+        name="api",
+        on_listening=on_listening,
+        header_timeout_s=api.header_timeout_s,
     ) as url:
         yield url

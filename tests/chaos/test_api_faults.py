@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config.notify import NotifySettings
-from config.settings import PollSettings, Settings, TikTokSettings
+from config.settings import PollSettings, Settings
 from service.roles import poller_role, service_role
+from tests.support.end_to_end import sandbox_api
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
 from tests.support.waiting import eventually
@@ -29,10 +29,10 @@ async def test_alerts_stay_right_against_a_faulty_api(
         hook, route = sink.receiver_and_route("chaos", kinds=["credit.low", "credit.exhausted"])
         settings = settings.model_copy(
             update={
-                "tiktok": TikTokSettings(
-                    base_url=sandbox.base_url,
-                    access_token=SecretStr(TOKEN),
-                    bc_ids=["7000000000008"],
+                "tiktok": sandbox_api(
+                    sandbox.base_url,
+                    TOKEN,
+                    ["7000000000008"],
                     qps=CLIENT_QPS,
                     backoff_base_s=0.2,
                     backoff_max_s=1.0,

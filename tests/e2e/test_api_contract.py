@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from config.settings import PollSettings, Settings, TikTokSettings
 from service.roles import poller_role
 from tests.support.balance_poll import poll_balances_once
+from tests.support.end_to_end import sandbox_api
 from tests.support.fixture_api import TOKEN, FixtureApi, error, fixture
 from tests.support.pipeline import ListPublisher
 from tests.support.streams import body, entries
@@ -328,9 +329,7 @@ async def test_the_poller_role_writes_transaction_times_on_the_bcs_learned_clock
 ) -> None:
     settings = settings.model_copy(
         update={
-            "tiktok": TikTokSettings(
-                base_url=api.base_url, access_token=SecretStr(TOKEN), bc_ids=bc_ids, qps=50
-            ),
+            "tiktok": sandbox_api(api.base_url, TOKEN, bc_ids, qps=50),
             "poll": PollSettings(
                 balance_interval_s=600,
                 transaction_interval_s=0.5,

@@ -29,9 +29,9 @@ from config.settings import (
     NotifySettings,
     Settings,
     StreamSettings,
-    TikTokSettings,
 )
 from service.roles import poller_role, service_role
+from tests.support.end_to_end import sandbox_api
 from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.redis_cluster import RedisCluster, cluster_tools_missing
@@ -112,9 +112,7 @@ def wired(cluster: RedisCluster, sandbox: SandboxServer, sink: WebhookSink, tmp:
         streams=StreamSettings(
             prefix=PREFIX, shards=SHARDS, consumer="cluster-1", reclaim_idle_ms=1000
         ),
-        tiktok=TikTokSettings(
-            base_url=sandbox.base_url, access_token=SecretStr(TOKEN), bc_ids=[BC]
-        ),
+        tiktok=sandbox_api(sandbox.base_url, TOKEN, [BC]),
         poll=polls_every(balance_s=0.3, spend_s=0.5, report_s=1.0, bc_balance_s=1.0),
         detect=DetectSettings(stale_intervals=200),
         notify=NotifySettings(

@@ -27,7 +27,7 @@ from service.detect.accounts import AccountsReader, AccountView
 from service.detect.ledger_store import ConfigLedger, RedisLedger
 from service.detect.state import encode_state
 from tests.support.cli import creditwatch, env_for
-from tests.support.notify import notify_settings, pipeline
+from tests.support.notify import notify_settings, pipeline, run_rounds
 from tests.support.pipeline import Pipeline
 from tests.support.receiver import SlackSink
 from tests.support.smtp_server import SmtpSink
@@ -210,9 +210,7 @@ async def test_a_digest_due_while_the_service_was_down_goes_out_once(
         # Down for three days and a half; back at 20:00 on Wednesday.
         clock.advance(3.5 * 86400)
         restarted = pipeline(configured_settings, redis_client, outbound, clock)
-        for _ in range(3):
-            await restarted.run_once()
-            clock.advance(60)
+        await run_rounds(restarted, clock, 3, 60)
         assert [m["Subject"] for m in smtp.messages][1:] == ["creditwatch daily digest, 2026-11-25"]
         clock.advance(12 * 3600 - 180)  # 08:00 on Thursday
         await restarted.run_once()

@@ -10,6 +10,7 @@ process stays up. The figures (requests tried, 5xx seen, RSS) are printed for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -379,3 +380,44 @@ async def test_hostile_requests_get_4xx_never_5xx(settings: Settings, tmp_path: 
         assert alive == 200
         assert service.role.process.poll() is None
         assert service.failures() == []
+
+
+async def test_a_client_trickling_its_headers_is_cut_off_and_others_are_served(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with (
+        WebhookSink() as sink,
+        running_service(settings, tmp_path, sink.url, CREDITWATCH_API__HEADER_TIMEOUT_S="1") as (
+            service
+        ),
+    ):
+        port = int(service.url.rsplit(":", 1)[1])
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened = loop.time()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: creditwatch\r\nX-Slow: ")
+        await writer.drain()
+
+        async def trickle() -> None:
+            # A byte every 0.2 s: each one would reset uvicorn's own (keep-alive) timer.
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    await asyncio.sleep(0.2)
+                    writer.write(b"x")
+                    await writer.drain()
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            # Far longer than the 1 s deadline: the cut must come, load or not.
+            answer = await asyncio.wait_for(reader.read(), timeout=60)
+        finally:
+            trickling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trickling
+            writer.close()
+        held_s = loop.time() - opened
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            served = (await http.get("/healthz")).status_code
+    assert answer == b""  # closed without a response: the request never began
+    assert held_s >= 0.9
+    assert served == 200

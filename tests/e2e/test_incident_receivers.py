@@ -20,6 +20,7 @@ from tests.support.notify import (
     NotifyWith,
     notify_settings,
     resolved,
+    run_rounds,
     transition,
     waits_then_retries,
 )
@@ -117,9 +118,7 @@ async def test_pagerduty_invalid_event_is_dead_lettered_with_its_reason_and_not_
         receiver = {"type": "pagerduty", "name": "pd", "routing_key": "bad", "url": pd.url}
         notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
-        for _ in range(5):
-            await notify.run_once()
-            clock.advance(3600)
+        await run_rounds(notify, clock, 5, 3600)
     assert len(pd.requests) == 1
     [delivery] = await notify.deliveries.history(limit=5, failed_only=True)
     assert delivery.status == "failed"
@@ -186,9 +185,7 @@ async def test_opsgenie_bad_key_is_final_and_a_5xx_is_retried(
         receiver = {"type": "opsgenie", "name": "og", "api_key": "k", "url": og.url}
         notify = notify_with(one_receiver(settings, receiver))
         await notify.notifier.handle(transition().to_json(), "1-0")
-        for _ in range(4):
-            await notify.run_once()
-            clock.advance(600)
+        await run_rounds(notify, clock, 4, 600)
     assert len(og.requests) == 2
     [delivery] = await notify.deliveries.history(limit=1, failed_only=True)
     assert [a.status_code for a in delivery.attempts] == [503, 422]

@@ -23,7 +23,7 @@ from service.deliver.deliveries import Delivery
 from service.deliver.inhibit import Inhibitor, inhibition_of
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.cli import refused_config
-from tests.support.notify import NotifyWith, notify_settings, resolved, transition
+from tests.support.notify import NotifyWith, notify_settings, resolved, run_rounds, transition
 from tests.support.receiver import WebhookSink
 from workers.contract.alerts import AlertTransition
 
@@ -103,9 +103,7 @@ async def test_a_target_that_resolves_while_inhibited_is_never_sent(
     await notify.run_once()
     clock.advance(timedelta(minutes=2))
     await notify.notifier.handle(resolved(exhausted, clock.now).to_json(), "4-0")
-    for _ in range(3):
-        await notify.run_once()
-        clock.advance(timedelta(minutes=2))
+    await run_rounds(notify, clock, 3, timedelta(minutes=2))
     assert got(sink) == ["credit.exhausted firing 71", "credit.exhausted resolved 71"]
     assert len(await records(notify)) == 1
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config.api import ApiSettings
@@ -30,11 +29,11 @@ from config.settings import (
     NotifySettings,
     Settings,
     StreamSettings,
-    TikTokSettings,
 )
 from service.detect.state import AccountState, SpendDays, StateStore
 from service.roles import poller_role, service_role
 from service.streams import NOTIFIERS
+from tests.support.end_to_end import sandbox_api
 from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
@@ -111,13 +110,7 @@ def _settings(redis_url: str, tmp: Path, sandbox: SandboxServer, sink: WebhookSi
         streams=StreamSettings(
             prefix=f"cwlife-{uuid.uuid4().hex[:10]}", consumer="life-1", reclaim_idle_ms=5000
         ),
-        tiktok=TikTokSettings(
-            base_url=sandbox.base_url,
-            access_token=SecretStr(TOKEN),
-            bc_ids=[BC, AUTH_BC],
-            qps=200,
-            qpm=12_000,
-        ),
+        tiktok=sandbox_api(sandbox.base_url, TOKEN, [BC, AUTH_BC], qps=200, qpm=12_000),
         poll=polls_every(balance_s=0.2, spend_s=0.3, report_s=1.0, bc_balance_s=1.0),
         # Stale after 10 balance intervals (2 s of silence); mismatches reported after 6 h.
         # The sandbox's spend figures do not lag: reconcile on them as read.

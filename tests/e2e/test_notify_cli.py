@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.clock import FakeClock, utc_now
 from tests.support.cli import creditwatch, env_for, refused_config
-from tests.support.notify import notify_settings, pipeline, transition
+from tests.support.notify import notify_settings, pipeline, run_rounds, transition
 from tests.support.paths import ROOT
 from tests.support.receiver import SECRET, Reply, WebhookSink
 
@@ -71,6 +71,18 @@ def test_silences_are_added_listed_and_expired(settings: Settings, tmp_path: Pat
     assert "unknown label 'tema'" in bad.stderr
 
 
+def test_silence_add_is_capped_as_the_api_is(settings: Settings, tmp_path: Path) -> None:
+    env = {**env_for(settings), "CREDITWATCH_NOTIFY__SILENCES__MAX_ACTIVE": "1"}
+    add = ("silence", "add", "--match", "advertiser_id=71", "--comment", "x", "--author", "y")
+    first = creditwatch(*add, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = creditwatch(*add, env=env, cwd=tmp_path)
+    assert second.returncode == 2
+    assert "at most 1 pending or active silences (notify.silences.max_active)" in second.stderr
+    [row] = creditwatch("silence", "list", env=env, cwd=tmp_path).stdout.strip().splitlines()[1:]
+    assert row.startswith(first.stdout.split()[0])
+
+
 async def test_failed_deliveries_are_listed_with_their_attempts_and_replayed(
     settings: Settings, redis_client: Redis, tmp_path: Path
 ) -> None:
@@ -88,9 +100,7 @@ async def test_failed_deliveries_are_listed_with_their_attempts_and_replayed(
         )
         notify = pipeline(configured, redis_client, http, clock)
         await notify.notifier.handle(transition(starts_at=clock.now).to_json(), "1-0")
-        for _ in range(3):
-            await notify.run_once()
-            clock.advance(timedelta(minutes=5))
+        await run_rounds(notify, clock, 3, timedelta(minutes=5))
 
         env = env_for(settings)
         listed = creditwatch("deliveries", "list", "--failed", env=env, cwd=tmp_path)

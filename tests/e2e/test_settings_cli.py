@@ -159,7 +159,7 @@ def test_the_redis_url_is_shown_with_its_password_masked(url: str, shown: str) -
         (
             {"CREDITWATCH_TIKTOK__ENDPOINT_LIMITS": '{"/report/integrated/get/": {"qpm": 2}}'},
             "CREDITWATCH_TIKTOK__ENDPOINT_LIMITS",
-            "/report/integrated/get/: qpm 2 is below its qps 10",
+            "/report/integrated/get/: 2 per minute is below its qps (10 per second)",
         ),
     ],
 )

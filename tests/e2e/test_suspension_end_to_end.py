@@ -18,11 +18,11 @@ from decimal import Decimal
 import httpx
 import structlog
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from config.settings import DetectSettings, NotifySettings, Settings, TikTokSettings
+from config.settings import DetectSettings, NotifySettings, Settings
 from service.roles import poller_role, service_role
+from tests.support.end_to_end import sandbox_api
 from tests.support.polls import polls_every
 from tests.support.receiver import WebhookSink
 from tests.support.scenarios import scenario_text
@@ -48,10 +48,10 @@ def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink) -> Sett
     hook, route = sink.receiver_and_route("ops", kinds=["source.rate_limited"])
     return settings.model_copy(
         update={
-            "tiktok": TikTokSettings(
-                base_url=sandbox.base_url,
-                access_token=SecretStr(TOKEN),
-                bc_ids=[BC],
+            "tiktok": sandbox_api(
+                sandbox.base_url,
+                TOKEN,
+                [BC],
                 backoff_base_s=0.1,
                 backoff_max_s=0.5,
                 suspend_after_s=0.5,

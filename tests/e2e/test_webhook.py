@@ -23,6 +23,7 @@ from tests.support.notify import (
     notify_settings,
     pipeline,
     resolved,
+    run_rounds,
     transition,
 )
 from tests.support.receiver import SECRET, Reply, WebhookSink
@@ -162,9 +163,7 @@ async def test_timeouts_are_retried_until_the_last_attempt_then_dead_lettered(
     async with WebhookSink(slow) as sink:
         notify = notify_with(at_once(settings, sink.url, timeout_s=0.5))
         await notify.notifier.handle(transition().to_json(), "1-0")
-        for _ in range(3):  # the schedule has two waits: three attempts in all
-            await notify.run_once()
-            clock.advance(60)
+        await run_rounds(notify, clock, 3, 60)  # the schedule has two waits: three attempts
         await notify.run_once()
     assert len(sink.received) == 3
     [delivery] = await notify.deliveries.history(limit=1, failed_only=True)

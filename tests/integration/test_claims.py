@@ -7,24 +7,19 @@ import asyncio
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from tests.support.fake_time import FakeMonotonic
 from workers.claims import TickClaims
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def claimants(redis: Redis, settings: Settings, clock: Clock, *owners: str) -> list[TickClaims]:
+def claimants(
+    redis: Redis, settings: Settings, clock: FakeMonotonic, *owners: str
+) -> list[TickClaims]:
     """One replica's claims per owner, all on the same clock."""
     return [TickClaims(redis, settings.streams, owner=owner, clock=clock) for owner in owners]
 
 
 async def test_one_replica_wins_each_tick(settings: Settings, redis_client: Redis) -> None:
-    clock = Clock(1_000_000.0)
+    clock = FakeMonotonic(1_000_000.0)
     replicas = claimants(redis_client, settings, clock, *(f"r{i}" for i in range(5)))
     for tick in range(3):
         results = await asyncio.gather(*(r.claim("balance:7001", 10) for r in replicas))
@@ -38,7 +33,7 @@ async def test_one_replica_wins_each_tick(settings: Settings, redis_client: Redi
 async def test_another_replica_takes_over_the_next_tick(
     settings: Settings, redis_client: Redis
 ) -> None:
-    clock = Clock(500.0)
+    clock = FakeMonotonic(500.0)
     leader, follower = claimants(redis_client, settings, clock, "leader", "follower")
     assert await leader.claim("balance:7001", 5) == 100
     assert await follower.claim("balance:7001", 5) is None
@@ -52,7 +47,7 @@ async def test_another_replica_takes_over_the_next_tick(
 async def test_a_sweep_is_leased_whole_and_its_end_told_to_every_replica(
     settings: Settings, redis_client: Redis
 ) -> None:
-    clock = Clock(2_000.0)
+    clock = FakeMonotonic(2_000.0)
     one, two = claimants(redis_client, settings, clock, "one", "two")
     job = "advertiser_balance:7001@default"
     lease = await one.sweep(job, interval_s=300)

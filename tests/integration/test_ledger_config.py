@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from config.ledger import Credit
 from config.settings import DetectSettings, Settings, SettingsError, load_settings
 from service.cli import DEMO_DETECT
-from service.detect.ledger_store import ConfigLedger, RedisLedger
+from service.detect.ledger_store import ConfigLedger, RedisLedger, index_saved_ledgers
 from tests.support.pipeline import Pipeline
 from workers.sandbox import DEMO_SCENARIO, load_scenario
 
@@ -64,6 +64,27 @@ async def test_saved_entries_win_over_the_config_and_a_bad_one_is_skipped(
     assert [(c.id, c.amount) for c in ledger.credits] == [("c1", Decimal(150))]
     assert await store.delete("71", "credit", "c1")
     assert [c.amount for c in (await store.for_advertiser("71")).credits] == [100]
+
+
+async def test_a_ledger_saved_before_the_index_is_read_before_and_after_its_migration(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """A release before the ledger index saved the hash alone: it is read while the index is
+    not marked complete, the migration puts it in the index (once), and it is read after."""
+    old = RedisLedger(redis_client, settings.streams, ConfigLedger([], []))
+    saved = Credit.model_validate({**CREDIT, "amount": "150.00"}).model_dump_json()
+    await redis_client.hset(old.key("71"), "credit:c1", saved)
+    assert [c.amount for c in (await old.for_advertiser("71")).credits] == [150]
+    assert await index_saved_ledgers(redis_client, settings.streams) == 1
+    assert await redis_client.hexists(old.index_key, "71")
+    assert await index_saved_ledgers(redis_client, settings.streams) == 0  # marked: once
+    store = RedisLedger(redis_client, settings.streams, ConfigLedger([], []))
+    ledgers = await store.for_advertisers(["72", "71"])
+    assert [c.amount for c in ledgers["71"].credits] == [150]
+    assert ledgers["72"].credits == ()
+    # Saved after the migration: the index names it (put writes both in one transaction).
+    await store.put_credit(Credit.model_validate({**CREDIT, "advertiser_id": "72"}))
+    assert [c.amount for c in (await store.for_advertiser("72")).credits] == [100]
 
 
 async def test_the_demo_scenario_shows_every_kind() -> None:

@@ -31,14 +31,19 @@ HOUR = 3600
 SCENARIO = scenario_text("end_to_end", TOKEN=TOKEN, DRAINING=DRAINING, HEALTHY=HEALTHY)
 
 
+def sandbox_api(
+    base_url: str, token: str, bc_ids: list[str] | str, **options: Any
+) -> TikTokSettings:
+    """The client settings of a sandbox at ``base_url``: its token, business centers, options."""
+    return TikTokSettings(
+        base_url=base_url, access_token=SecretStr(token), bc_ids=bc_ids, **options
+    )
+
+
 def wired(settings: Settings, sandbox: SandboxServer, sink: WebhookSink, **tiktok: Any) -> Settings:
     """``wired_with`` the scenario's token and business center on ``sandbox``."""
-    api = TikTokSettings(
-        base_url=sandbox.base_url,
-        access_token=SecretStr(tiktok.pop("token", TOKEN)),
-        bc_ids=["7000000000001"],
-        **tiktok,
-    )
+    token = tiktok.pop("token", TOKEN)
+    api = sandbox_api(sandbox.base_url, token, ["7000000000001"], **tiktok)
     return wired_with(settings, api, sink)
 
 

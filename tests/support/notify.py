@@ -157,6 +157,15 @@ def pipeline(
     )
 
 
+async def run_rounds(
+    notify: NotifyPipeline, clock: FakeClock, rounds: int, every: float | timedelta
+) -> None:
+    """``rounds`` delivery rounds, the clock moved on ``every`` after each."""
+    for _ in range(rounds):
+        await notify.run_once()
+        clock.advance(every)
+
+
 async def waits_then_retries(
     notify: NotifyPipeline, clock: FakeClock, sent: Sized, waiting: float
 ) -> None:

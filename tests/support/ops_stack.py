@@ -21,9 +21,9 @@ from config.settings import (
     DetectSettings,
     NotifySettings,
     Settings,
-    TikTokSettings,
 )
 from service.roles import poller_role, service_role
+from tests.support.end_to_end import sandbox_api
 from tests.support.polls import FAST_POLLS
 from tests.support.receiver import WebhookSink
 from tests.support.waiting import eventually
@@ -80,10 +80,10 @@ async def ops_stack(settings: Settings) -> AsyncIterator[Stack]:
         hook, route = sink.receiver_and_route("e2e")
         wired = settings.model_copy(
             update={
-                "tiktok": TikTokSettings(
-                    base_url=sandbox.base_url,
-                    access_token=SecretStr(scenario.access_token),
-                    bc_ids=[bc.bc_id for bc in scenario.business_centers],
+                "tiktok": sandbox_api(
+                    sandbox.base_url,
+                    scenario.access_token,
+                    [bc.bc_id for bc in scenario.business_centers],
                 ),
                 "poll": POLLS,
                 "detect": DetectSettings(stale_intervals=200),

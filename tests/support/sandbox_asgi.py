@@ -1,6 +1,5 @@
 """The sandbox in process for tests: a two-account scenario (one draining, one steady) with its
-token and ids, an ASGI client on a ``Sandbox``, one API call through it, and a monotonic clock
-the test moves (``FakeMonotonic``)."""
+token and ids, an ASGI client on a ``Sandbox``, and one API call through it."""
 
 from __future__ import annotations
 
@@ -18,16 +17,6 @@ TOKEN = "test-token"
 AUTH = {"Access-Token": TOKEN}
 BC = "7000000000001"
 DRAIN, STEADY = "7100000000001", "7100000000002"
-
-
-class FakeMonotonic:
-    """Real time under the test's control."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def advertiser(advertiser_id: str, **fields: Any) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from workers.contract.snapshots import AccountBalanceSnapshot, BalanceInfo, Dail
 def grant_snapshot(
     bc_id: str,
     advertiser_id: str,
-    grant: str,
+    grant: str | Decimal,
     observed_at: datetime,
     *,
     name: str = "",
-    valid_cash: str = "0",
+    valid_cash: str | Decimal = "0",
 ) -> AccountBalanceSnapshot:
     """One poll's snapshot of ``advertiser_id`` holding ``grant`` of credit."""
     amount = Decimal(grant)

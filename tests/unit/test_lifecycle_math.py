@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from unittest.mock import patch
+
+from msgspec.structs import replace
 
 from config.ledger import Credit
+from config.settings import DetectSettings
 from service.detect.burn import daily_average, intraday, rate
 from service.detect.cash import runway_days
 from service.detect.discount import discount_used
 from service.detect.facts import MIDNIGHTS_KEPT, midnights, thin
+from service.detect.figures import grant_burn, remembered_burns
 from service.detect.forecast import exhaustion_at
-from service.detect.ledger import Entry, allocate, forfeits, unused
+from service.detect.ledger import AccountLedger, Entry, allocate, forfeits, unused
 from service.detect.reconcile import grant_at
-from service.detect.state import BalancePoint
+from service.detect.state import AccountState, BalancePoint
 
 T0 = datetime(2026, 11, 10, tzinfo=UTC)
 D = Decimal
@@ -204,3 +209,27 @@ def test_a_day_of_history_is_thinned_to_hourly_points_without_changing_a_steady_
     assert full is not None and full[0] == D(72)
     # Thinning again changes nothing.
     assert thin(kept, now=now) == kept
+
+
+def test_a_batch_remembers_each_states_grant_burn_and_nothing_outlives_it() -> None:
+    """Within ``remembered_burns`` a state's burn rate is computed once and asked again for
+    free; another state (other balance points) gets its own; after the batch nothing is kept."""
+    settings = DetectSettings()
+    history = [BalancePoint(at(0), D(1000), D(0)), BalancePoint(at(12), D(820), D(0))]
+    state = AccountState(advertiser_id="71", now=at(12), history=history)
+    faster = replace(
+        state, history=[*history[:1], BalancePoint(at(12), D(640), D(0))], grant=D(640)
+    )
+    ledger = AccountLedger()
+    alone = grant_burn(state, settings, ledger)
+    assert alone == D(360)
+    with remembered_burns():
+        assert grant_burn(state, settings, ledger) == alone
+        # The same figures again, in a state copied with other fields changed: remembered.
+        copied = replace(state, valid_grant=D(5))
+        with patch("service.detect.burn.rate", side_effect=AssertionError("computed again")):
+            assert grant_burn(copied, settings, ledger) == alone
+        assert grant_burn(faster, settings, ledger) == D(720)
+    with patch("service.detect.burn.rate", return_value=D(1)) as computed:
+        assert grant_burn(state, settings, ledger) == D(1)  # outside a batch: computed anew
+    computed.assert_called_once()

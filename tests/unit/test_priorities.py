@@ -7,30 +7,17 @@ from __future__ import annotations
 import asyncio
 
 from config.settings import TikTokSettings
+from tests.support.fake_time import FakeMonotonic
 from workers.api_budget import ApiBudget, RateBudget, RateLimits
 from workers.priorities import BalanceSweep, Fixed, PacedSweep, Priority, claiming
 
 
-class FakeClock:
-    """Virtual time: ``sleep`` lets other ready tasks run, then advances the clock."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-        self.now += seconds
-
-
-def budget_on(clock: FakeClock, qps: float = 1) -> RateBudget:
+def budget_on(clock: FakeMonotonic, qps: float = 1) -> RateBudget:
     return RateBudget(RateLimits(qps), margin_s=0.0, clock=clock, sleep=clock.sleep)
 
 
 async def test_waiters_are_granted_by_rank_then_arrival() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     budget = budget_on(clock)
     await budget.acquire()  # the window is now full: everyone below waits
     order: list[str] = []
@@ -52,7 +39,7 @@ async def test_waiters_are_granted_by_rank_then_arrival() -> None:
 
 
 async def test_a_long_report_sweep_does_not_starve_a_later_balance_sweep() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     budget = budget_on(clock, qps=2)
     report = Fixed(Priority.REPORTS)
     balance = Fixed(Priority.BALANCES)
@@ -79,7 +66,7 @@ async def test_a_long_report_sweep_does_not_starve_a_later_balance_sweep() -> No
 
 
 async def test_equal_ranks_are_first_come() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     budget = budget_on(clock)
     await budget.acquire()
     order: list[int] = []
@@ -93,7 +80,7 @@ async def test_equal_ranks_are_first_come() -> None:
 
 
 async def test_a_paced_sweep_ahead_of_its_pace_yields_even_to_spare_balance_sweeps() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     # Four requests over an interval of 100 s: at PACE 0.8, one every 20 s is on pace.
     paced = PacedSweep(Priority.REPORTS, interval_s=100, expected=4, clock=clock)
     spare = BalanceSweep(interval_s=300, last_done=0.0, clock=clock)
@@ -108,7 +95,7 @@ async def test_a_paced_sweep_ahead_of_its_pace_yields_even_to_spare_balance_swee
 
 
 async def test_a_paced_sweep_of_unknown_size_probes_then_insists_then_paces() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     paced = PacedSweep(Priority.COST, interval_s=1_000, clock=clock)  # pace span 800 s
     assert paced.rank() == Priority.AHEAD  # spare budget only, while probing (40 s)
     clock.now = 40.0
@@ -124,7 +111,7 @@ async def test_a_paced_sweep_of_unknown_size_probes_then_insists_then_paces() ->
 
 
 async def test_a_balance_sweep_turns_urgent_when_it_must_start_to_end_in_time() -> None:
-    clock = FakeClock(start=1_000.0)
+    clock = FakeMonotonic(start=1_000.0)
     # The last sweep ended at 900 and took 20 s: to end within PACE of the 300 s interval
     # (240 s), the next must start by 900 + 240 - 20.
     early = BalanceSweep(interval_s=300, last_done=900.0, took_s=20.0, clock=clock)
@@ -143,7 +130,7 @@ async def test_a_balance_sweep_turns_urgent_when_it_must_start_to_end_in_time() 
 
 
 async def test_the_rank_is_read_when_the_grant_is_free_not_on_arrival() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     budget = budget_on(clock)
     await budget.acquire()
     sweep = BalanceSweep(interval_s=10, last_done=-3.0, clock=clock)  # due at -3 + 8 - 4
@@ -160,7 +147,7 @@ async def test_the_rank_is_read_when_the_grant_is_free_not_on_arrival() -> None:
 
 
 async def test_a_cancelled_waiter_hands_its_turn_on() -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     budget = budget_on(clock)
     await budget.acquire()
     first = asyncio.create_task(budget.acquire(Fixed(Priority.BALANCES)))

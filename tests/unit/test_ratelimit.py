@@ -13,24 +13,19 @@ from typing import Any
 import pytest
 
 from config.settings import TikTokSettings
-from workers.api_budget import ApiBudget, RateBudget, RateLimits
+from tests.support.fake_time import FakeMonotonic
+from workers.api_budget import ApiBudget, RateBudget, RateLimits, on_the_wire
 
 
-class FakeClock:
-    """Virtual time: ``sleep`` lets other ready tasks run, then advances the clock."""
+class FakeClock(FakeMonotonic):
+    """Starts at 1000 s; the budget never sleeps for nothing (that would be a busy loop)."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
+        super().__init__(start)
 
     async def sleep(self, seconds: float) -> None:
         assert seconds > 0
-        self.sleeps.append(seconds)
-        await asyncio.sleep(0)
-        self.now += seconds
+        await super().sleep(seconds)
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -105,7 +100,7 @@ async def test_no_wait_under_the_budget_and_waits_are_counted() -> None:
     budget = RateBudget(RateLimits(2), margin_s=0.0, clock=clock, sleep=clock.sleep)
     assert await budget.acquire() == 0.0
     assert await budget.acquire() == 0.0
-    assert clock.sleeps == []
+    assert clock.slept == []
     clock.now = 0.25
     waited = await budget.acquire()
     assert waited == pytest.approx(0.75)
@@ -305,3 +300,42 @@ def test_the_budget_comes_from_the_tier_or_the_explicit_limits() -> None:
     )
     assert explicit.limits == RateLimits(30, 900, 864_000)
     assert explicit.budget_for(REPORT).limits == RateLimits(2, 900, 864_000)
+
+
+async def test_a_grant_sent_late_is_counted_when_it_is_sent() -> None:
+    # 8 QPS, a request every 1/8 s, until the event loop stalls for 0.5 s between the eighth
+    # grant and its send (a long detector batch in the same process). TikTok counts
+    # arrivals: the grants after the stall must keep to 8 in any second of *sends*, which
+    # they do not if the late request still counts from its grant. (Times are binary
+    # fractions, so that no window edge is a rounding error.)
+    clock = FakeClock(start=0.0)
+    budget = RateBudget(RateLimits(8), margin_s=0.0, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    resumed = asyncio.Event()
+
+    async def request(*, stalls: bool = False) -> None:
+        await budget.acquire()
+        if stalls:
+            await resumed.wait()
+        sent.append(clock.now)
+        on_the_wire()
+
+    for n in range(7):
+        clock.now = 0.0625 + n / 8
+        await asyncio.create_task(request())
+    clock.now = 0.9375
+    stalled = asyncio.create_task(request(stalls=True))
+    await asyncio.sleep(0)  # granted at 0.9375
+    clock.now = 1.4375
+    resumed.set()
+    await stalled
+    await asyncio.gather(*(request() for _ in range(24)))
+    assert len(sent) == 32
+    assert max_in_window(sent, 1.0) <= 8
+
+
+def test_on_the_wire_without_a_grant_changes_nothing() -> None:
+    clock = FakeClock(start=0.0)
+    budget = RateBudget(RateLimits(1), clock=clock, sleep=clock.sleep)
+    on_the_wire()  # this task took no grant
+    assert budget.granted == 0

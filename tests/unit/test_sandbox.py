@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.fake_time import FakeMonotonic
 from tests.support.sandbox_asgi import (
     AUTH,
     BC,
@@ -24,7 +25,6 @@ from tests.support.sandbox_asgi import (
     STEADY,
     TOKEN,
     TRANSACTIONS,
-    FakeMonotonic,
     advance,
     advertiser,
     api_get,
@@ -217,7 +217,7 @@ def test_missing_scenario_file_is_a_scenario_error(tmp_path: Any) -> None:
 
 
 def test_clock_scales_real_time_and_advances_when_paused() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     clock = SimClock(START, speed=3600, monotonic=real)
     real.now += 2
     assert clock.now() == START + timedelta(hours=2)
@@ -533,7 +533,7 @@ async def test_paging_to_the_end_returns_every_advertiser_once() -> None:
 
 
 async def test_qps_limit_answers_40100_and_recovers() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     sandbox = Sandbox(scenario(qps_limit=5), monotonic=real)
     async with asgi_client(sandbox) as http:
 

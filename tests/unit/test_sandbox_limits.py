@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import httpx
 
+from tests.support.fake_time import FakeMonotonic
 from tests.support.sandbox_asgi import (
     BC,
     COST,
-    FakeMonotonic,
     advance,
     api_get,
     asgi_client,
@@ -26,7 +26,7 @@ async def codes(http: httpx.AsyncClient, path: str, count: int) -> list[int]:
 
 
 async def test_going_over_the_minute_limit_suspends_for_five_simulated_minutes() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     sandbox = Sandbox(scenario(qps_limit=10, qpm_limit=12), monotonic=real)
     async with asgi_client(sandbox) as http:
         assert await codes(http, BALANCE, 10) == [0] * 10
@@ -50,7 +50,7 @@ async def test_going_over_the_minute_limit_suspends_for_five_simulated_minutes()
 
 
 async def test_limits_per_endpoint_count_each_endpoint_apart() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     sandbox = Sandbox(
         scenario(qps_limit=3, rate_limit_scope="endpoint", endpoint_limits={COST: {"qps": 1}}),
         monotonic=real,
@@ -62,7 +62,7 @@ async def test_limits_per_endpoint_count_each_endpoint_apart() -> None:
 
 
 async def test_an_endpoint_limit_adds_to_the_app_limit() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     sandbox = Sandbox(scenario(qps_limit=4, endpoint_limits={COST: {"qps": 1}}), monotonic=real)
     async with asgi_client(sandbox) as http:
         assert await codes(http, COST, 2) == [0, 40100]
@@ -71,7 +71,7 @@ async def test_an_endpoint_limit_adds_to_the_app_limit() -> None:
 
 
 async def test_the_day_limit_starts_again_at_simulated_midnight_utc() -> None:
-    real = FakeMonotonic()
+    real = FakeMonotonic(1000.0)
     sandbox = Sandbox(scenario(qps_limit=100, qpd_limit=3), monotonic=real)
     async with asgi_client(sandbox) as http:
         assert await codes(http, BALANCE, 4) == [0, 0, 0, 40100]

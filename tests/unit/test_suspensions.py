@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.detect import center
 from service.detect.state import CenterState
+from tests.support.fake_time import FakeMonotonic
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import SourceStatusSnapshot
 from workers.suspensions import MAX_PAUSE_GROWTH, Pause, Suspensions
@@ -17,21 +18,9 @@ ENDPOINT = "/advertiser/balance/get/"
 EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
+class FakeTime(FakeMonotonic):
     def wall(self) -> datetime:
         return EPOCH + timedelta(seconds=self.now)
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        await asyncio.sleep(0)
-        self.now += seconds
 
 
 def suspensions(time: FakeTime, **kwargs: float) -> Suspensions:

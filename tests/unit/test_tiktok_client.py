@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
@@ -16,6 +15,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from config.settings import TikTokSettings
+from tests.support.fake_time import FakeMonotonic
 from workers import suspensions, tiktok
 from workers.api_budget import ApiBudget, RateLimits
 from workers.contract import wire
@@ -55,18 +55,6 @@ def raw(body: bytes | str, status: int = 200) -> httpx.Response:
     return httpx.Response(status, content=content)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-        self.now += seconds
-
-
 class FixedRng(random.Random):
     """``random()`` always returns the same value, so backoff delays are predictable."""
 
@@ -91,7 +79,7 @@ class Api:
     ) -> None:
         self.requests: list[httpx.Request] = []
         self.sleeps: list[float] = []
-        self.clock = FakeClock()
+        self.clock = FakeMonotonic()
         options: dict[str, Any] = {"max_retries": 3, "backoff_base_s": 0.5, **settings}
         self.budget = ApiBudget(
             RateLimits(qps),
@@ -288,7 +276,7 @@ async def test_a_persistent_throttle_pauses_the_endpoint_and_spends_no_retry(
     sends nothing for ``suspension_s``, then carries on with its retries unspent."""
     endpoint = "/advertiser/balance/get/"
     sent_at: list[float] = []
-    clock_of: list[FakeClock] = []
+    clock_of: list[FakeMonotonic] = []
 
     def server(request: httpx.Request) -> httpx.Response:
         now = clock_of[0].now
@@ -328,7 +316,7 @@ async def test_a_persistent_throttle_pauses_the_endpoint_and_spends_no_retry(
 async def test_a_throttled_probe_pauses_again_at_once(make_api: MakeApi) -> None:
     """Still suspended when the pause ends: one probe, then a pause twice as long."""
     sent_at: list[float] = []
-    clock_of: list[FakeClock] = []
+    clock_of: list[FakeMonotonic] = []
 
     def server(request: httpx.Request) -> httpx.Response:
         sent_at.append(clock_of[0].now)

@@ -22,13 +22,10 @@ Tests pass ``transport=httpx.MockTransport(handler)``, a no-op ``sleep`` and a f
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
-import httpx
 import structlog
 
 from config.settings import TikTokSettings
@@ -36,7 +33,7 @@ from workers.api_budget import ApiBudget
 from workers.contract import zones
 from workers.metrics import ACCOUNTS_REJECTED
 from workers.tiktok.errors import BadRequest, MalformedReply, PermissionDenied, json_kind
-from workers.tiktok.transport import ApiTransport
+from workers.tiktok.transport import ApiTransport, TransportOptions
 
 __all__ = [
     "ADVERTISER_BALANCE_PATH",
@@ -66,19 +63,9 @@ MAX_PAGES = 1000
 class TikTokClient:
     """Async TikTok Business API client; use as ``async with`` or call ``aclose()``."""
 
-    def __init__(
-        self,
-        settings: TikTokSettings,
-        *,
-        budget: ApiBudget | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: TikTokSettings, **options: Unpack[TransportOptions]) -> None:
         self._settings = settings
-        self._api = ApiTransport(
-            settings, budget=budget, http_transport=transport, sleep=sleep, rng=rng
-        )
+        self._api = ApiTransport(settings, **options)
 
     @property
     def budget(self) -> ApiBudget:

@@ -42,13 +42,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import structlog
 
 from config.settings import TikTokSettings
-from workers.api_budget import ApiBudget
+from workers.api_budget import ApiBudget, on_the_wire
 from workers.contract import wire
 from workers.metrics import API_CALLS, API_RETRIES, RATELIMIT_WAIT_SECONDS
 from workers.suspensions import Pause
@@ -142,27 +142,38 @@ def _encode_params(params: Mapping[str, Any]) -> dict[str, str]:
     return query
 
 
+_HEADERS_SENT = ("http11.send_request_headers.started", "http2.send_request_headers.started")
+
+
+async def _stamp_on_the_wire(event: str, info: dict[str, Any]) -> None:
+    """httpcore's trace hook: the grant's stamp is when the request reaches the wire."""
+    if event in _HEADERS_SENT:
+        on_the_wire()
+
+
+class TransportOptions(TypedDict, total=False):
+    """What a caller may give an ``ApiTransport`` (or a ``TikTokClient``) besides settings."""
+
+    budget: ApiBudget | None  # the developer app's, shared; else one of its own
+    transport: httpx.AsyncBaseTransport  # where requests go (tests: a mock or an ASGI app)
+    sleep: Callable[[float], Awaitable[None]]  # the waits of backoff and pauses
+    rng: random.Random  # the jitter's
+
+
 class ApiTransport:
     """GETs of the TikTok Business API with one app's budget, retries and token; ``get`` is
     the only way in. ``aclose()`` when done."""
 
-    def __init__(
-        self,
-        settings: TikTokSettings,
-        *,
-        budget: ApiBudget | None = None,
-        http_transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: TikTokSettings, **options: Unpack[TransportOptions]) -> None:
         self._settings = settings
         self._token = settings.access_token.get_secret_value()
+        budget = options.get("budget")
         self._budget = budget if budget is not None else ApiBudget.from_settings(settings)
-        self._sleep = sleep
+        self._sleep = options.get("sleep", asyncio.sleep)
         # Jitter only spreads retries out; it needs no cryptographic randomness.
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._rng = options.get("rng") or random.Random()  # noqa: S311
         self._http = httpx.AsyncClient(
-            transport=http_transport,
+            transport=options.get("transport"),
             timeout=httpx.Timeout(settings.timeout_s),
             headers={
                 "Access-Token": self._token,
@@ -276,7 +287,9 @@ class ApiTransport:
     ) -> dict[str, Any] | _Retryable:
         """One HTTP attempt: the data object, a retryable failure, or a raised TikTokError."""
         try:
-            response = await self._http.get(url, params=query)
+            response = await self._http.get(
+                url, params=query, extensions={"trace": _stamp_on_the_wire}
+            )
         except httpx.TimeoutException as exc:
             API_CALLS.labels(endpoint=endpoint, code="timeout").inc()
             return _Retryable("timeout", f"timed out ({type(exc).__name__})")
