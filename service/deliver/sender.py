@@ -53,8 +53,9 @@ log = structlog.get_logger(__name__)
 # Deliveries one claim takes, and how many a sender has claimed and not yet finished.
 CLAIM_PAGE = 100
 MAX_IN_FLIGHT = 500
-# Attempts on their way to one receiver at once; the rest wait here. (Queued in httpx's
-# pool instead, each request's turn there costs a scan of the whole queue.)
+# Attempts on their way to one receiver at once; the rest wait here, not in an HTTP pool:
+# the subscriptions' guarded client is httpx's own, where each queued request's turn costs a
+# scan of the whole queue (the receivers' keep-alive transport caps its connections too).
 ATTEMPTS_AT_ONCE = 32
 
 Announce = Callable[[AlertTransition], Awaitable[None]]
