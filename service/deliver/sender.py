@@ -141,11 +141,7 @@ class Sender:
     async def _process(self, delivery_id: str, page: _Page) -> None:
         """One claimed delivery, as read when it was claimed (leased: no one else changes it;
         a receiver disabled since is found so by its next page)."""
-        if self._clock() >= page.leased_until:
-            # Waited behind its chain (or a stalled Redis) past its lease: it is due again and
-            # may be claimed by another round already. Sending, giving up or dropping it here
-            # would do it twice.
-            log.info("delivery.lease_expired", delivery_id=delivery_id)
+        if self._lease_ran_out(delivery_id, page.leased_until):
             return
         delivery = page.documents[delivery_id]
         if delivery is None or delivery.status != "pending":
@@ -171,14 +167,30 @@ class Sender:
             )
             metrics.DELIVERIES.labels(receiver=receiver.name, outcome="rate_limited").inc()
             return
-        outcome = await self._attempt(receiver, delivery)
+        outcome = await self._attempt(receiver, delivery, page.leased_until)
+        if outcome is None:
+            return
         await self._record(delivery, outcome)
         if outcome.result == "gone":  # disabled now: the rest of the page is not attempted
             page.disabled[delivery.receiver] = True
 
-    async def _attempt(self, receiver: Receiver, delivery: Delivery) -> Outcome:
+    def _lease_ran_out(self, delivery_id: str, leased_until: datetime) -> bool:
+        """Waited (behind its chain, its receiver's other attempts, a stalled Redis) past its
+        lease: it is due again and may be claimed by another round already, so sending,
+        giving up or dropping it here would do it twice."""
+        if self._clock() < leased_until:
+            return False
+        log.info("delivery.lease_expired", delivery_id=delivery_id)
+        return True
+
+    async def _attempt(
+        self, receiver: Receiver, delivery: Delivery, leased_until: datetime
+    ) -> Outcome | None:
+        """The attempt's outcome; None if its lease ran out while it waited its turn."""
         sending = self._sending.setdefault(receiver.name, asyncio.Semaphore(ATTEMPTS_AT_ONCE))
         async with sending:
+            if self._lease_ran_out(delivery.id, leased_until):
+                return None
             return await self._attempt_now(receiver, delivery)
 
     async def _attempt_now(self, receiver: Receiver, delivery: Delivery) -> Outcome:

@@ -15,7 +15,7 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock
 from service.deliver.deliveries import message_id
 from service.deliver.http_status import MAX_RETRY_AFTER_S, retry_after_s
-from service.deliver.sender import chains
+from service.deliver.sender import ATTEMPTS_AT_ONCE, chains
 from tests.support.notify import (
     T0,
     Announced,
@@ -263,6 +263,33 @@ def test_an_episodes_notifications_go_out_in_order_and_others_alongside() -> Non
         ["hooks:al_3:firing:repeat-2", "hooks:al_3:resolved"],
         ["slack:grp_9:1"],
     ]
+
+
+async def test_a_delivery_whose_lease_ran_out_waiting_for_its_receiver_is_left_to_the_next_round(
+    settings: Settings, redis_client: Redis, clock: FakeClock
+) -> None:
+    # One more delivery than a receiver takes at once: the last waits for a free turn, and
+    # the first answer comes after the lease (a slow receiver, a stalled loop). By the time
+    # the last gets its turn it is due again and may be claimed elsewhere: not sent here.
+    lease = settings.notify.delivery_lease
+    stalled = False
+
+    async def stall(response: httpx.Response) -> None:
+        nonlocal stalled
+        if not stalled:
+            stalled = True
+            clock.advance(lease + timedelta(seconds=1))
+
+    async with WebhookSink() as sink, httpx.AsyncClient(event_hooks={"response": [stall]}) as http:
+        notify = pipeline(at_once(settings, sink.url), redis_client, http, clock)
+        for n in range(ATTEMPTS_AT_ONCE + 1):
+            alert = transition(advertiser_id=f"7{n:03d}")
+            await notify.notifier.handle(alert.to_json(), f"{n + 1}-0")
+        await notify.run_once()
+        assert len(sink.received) == ATTEMPTS_AT_ONCE
+        await notify.run_once()  # the next round claims the one left
+    ids = [r.headers["webhook-id"] for r in sink.received]
+    assert len(ids) == len(set(ids)) == ATTEMPTS_AT_ONCE + 1
 
 
 async def test_a_delivery_whose_lease_ran_out_in_its_chain_is_left_to_the_next_round(
