@@ -76,7 +76,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        max_connections: int = 100,
+        max_connections: int = HTTP_CONNECTIONS,
         keepalive_expiry_s: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -286,4 +286,4 @@ def receivers_client() -> httpx.AsyncClient:
             max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
         )
         return httpx.AsyncClient(limits=pool)
-    return httpx.AsyncClient(transport=KeepAliveTransport(max_connections=HTTP_CONNECTIONS))
+    return httpx.AsyncClient(transport=KeepAliveTransport())

@@ -48,6 +48,11 @@ _SEEN_KEPT = 50_000
 _E = TypeVar("_E", Credit, LadderProgram)
 
 
+def _edit_token() -> str:
+    """An index entry's value: new with every edit, so readers re-read only what changed."""
+    return secrets.token_hex(8)
+
+
 class LedgerStore(Protocol):
     async def for_advertiser(self, advertiser_id: str) -> AccountLedger: ...
 
@@ -107,7 +112,7 @@ class RedisLedger:
     async def _put(self, advertiser_id: str, field: str, entry: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.key(advertiser_id), field, entry)
-            pipe.hset(self.index_key, advertiser_id, secrets.token_hex(8))
+            pipe.hset(self.index_key, advertiser_id, _edit_token())
             await pipe.execute()
 
     async def indexed(self) -> dict[str, str]:
@@ -121,7 +126,7 @@ class RedisLedger:
         """Remove a saved ``credit`` or ``program``; config entries cannot be deleted here."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.key(advertiser_id), f"{kind}:{entry_id}")
-            pipe.hset(self.index_key, advertiser_id, secrets.token_hex(8))
+            pipe.hset(self.index_key, advertiser_id, _edit_token())
             removed, _ = await pipe.execute()
         return bool(removed)
 
@@ -200,7 +205,7 @@ async def index_saved_ledgers(redis: Redis, streams: StreamSettings) -> int:
     added = 0
     async for key in redis.scan_iter(match=space.ledger("*"), count=10_000):
         advertiser_id = decoded(key)[len(prefix) :]
-        added += int(await redis.hsetnx(space.ledger_index(), advertiser_id, secrets.token_hex(8)))
+        added += int(await redis.hsetnx(space.ledger_index(), advertiser_id, _edit_token()))
     await redis.set(space.ledger_index_built(), "1")
     log.info("ledger.index_built", added=added)
     return added
