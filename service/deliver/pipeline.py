@@ -200,7 +200,7 @@ class NotifyPipeline:
             announce=announce,
             lease=notify.delivery_lease,
             clock=clock,
-            rng=rng,
+            rng=rng or random.Random(),  # noqa: S311 - jitter, not cryptography
             resolve=lambda name: self.subscriptions.receiver(name, notify, to_subscribers, clock),
             fallbacks={r.name: r.fallback for r in notify.all_receivers() if r.fallback},
         )

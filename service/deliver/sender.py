@@ -26,7 +26,7 @@ import contextlib
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 import jinja2
@@ -87,51 +87,41 @@ def chains(delivery_ids: Sequence[str]) -> list[list[str]]:
     return [sorted(chain, key=lambda i: ":resolved" in i) for chain in by_episode.values()]
 
 
+@dataclass(eq=False, slots=True)
 class Sender:
-    def __init__(
-        self,
-        store: DeliveryStore,
-        receivers: Mapping[str, Receiver],
-        *,
-        limiter: RateLimiter,
-        disabled: DisabledReceivers,
-        dead_letters: DeadLetters,
-        retry: RetrySchedule,
-        announce: Announce,
-        lease: timedelta,
-        clock: Clock = utc_now,
-        rng: random.Random | None = None,
-        resolve: ResolveReceiver | None = None,
-        fallbacks: Mapping[str, str] | None = None,
-    ) -> None:
-        self._store = store
-        self._fallbacks = dict(fallbacks or {})
-        self._receivers = receivers
-        self._resolve = resolve
-        self._lease = lease
-        self._limiter = limiter
-        self._disabled = disabled
-        self._dead_letters = dead_letters
-        self._retry = retry
-        self._announce = announce
-        self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._sending: dict[str, asyncio.Semaphore] = {}
+    """Sends the due deliveries of ``store`` to ``receivers`` (see the module docstring)."""
+
+    store: DeliveryStore
+    receivers: Mapping[str, Receiver]
+    _: KW_ONLY
+    limiter: RateLimiter
+    disabled: DisabledReceivers
+    dead_letters: DeadLetters
+    retry: RetrySchedule
+    announce: Announce
+    lease: timedelta
+    clock: Clock = utc_now
+    # Jitter, not cryptography.
+    rng: random.Random = field(default_factory=random.Random)
+    resolve: ResolveReceiver | None = None
+    # Receiver -> the receiver its failed deliveries go to.
+    fallbacks: Mapping[str, str] = field(default_factory=dict)
+    _sending: dict[str, asyncio.Semaphore] = field(default_factory=dict, init=False)
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
-        now = self._clock()
-        ids = await self._store.claim(now, lease=self._lease)
-        claimed = await self._read_page(ids, leased_until=now + self._lease)
+        now = self.clock()
+        ids = await self.store.claim(now, lease=self.lease)
+        claimed = await self._read_page(ids, leased_until=now + self.lease)
         await asyncio.gather(*(self._process_chain(chain, claimed) for chain in chains(ids)))
-        metrics.RETRY_QUEUE.set(await self._store.queue_size())
+        metrics.RETRY_QUEUE.set(await self.store.queue_size())
         return len(ids)
 
     async def _read_page(self, delivery_ids: Sequence[str], *, leased_until: datetime) -> _Page:
         """The claimed deliveries' documents, and which of their receivers are disabled."""
-        documents = await self._store.get_many(delivery_ids)
+        documents = await self.store.get_many(delivery_ids)
         names = {d.receiver for d in documents.values() if d is not None}
-        disabled = {n: await self._disabled.is_disabled(n) for n in names}
+        disabled = {n: await self.disabled.is_disabled(n) for n in names}
         return _Page(documents, disabled, leased_until)
 
     async def _process_chain(self, delivery_ids: Sequence[str], page: _Page) -> None:
@@ -145,26 +135,22 @@ class Sender:
             return
         delivery = page.documents[delivery_id]
         if delivery is None or delivery.status != "pending":
-            await self._store.drop_from_queue(delivery_id)
+            await self.store.drop_from_queue(delivery_id)
             return
-        receiver = self._receivers.get(delivery.receiver)
-        if receiver is None and self._resolve is not None:
-            receiver = await self._resolve(delivery.receiver)
+        receiver = self.receivers.get(delivery.receiver)
+        if receiver is None and self.resolve is not None:
+            receiver = await self.resolve(delivery.receiver)
         if receiver is None:
             await self._give_up(delivery, Outcome.failed("receiver is not configured"))
             return
         if page.disabled.get(delivery.receiver, False):
             await self._give_up(delivery, Outcome.failed("receiver is disabled (HTTP 410)"))
             return
-        now = self._clock()
-        wait_s = await self._limiter.reserve(
-            receiver.name, per_s=receiver.rate_limit_per_s, now=now
-        )
+        now = self.clock()
+        wait_s = await self.limiter.reserve(receiver.name, per_s=receiver.rate_limit_per_s, now=now)
         if wait_s > 0:
             later = now + timedelta(seconds=wait_s)
-            await self._store.save(
-                delivery.model_copy(update={"next_attempt_at": later}), due=later
-            )
+            await self.store.save(delivery.model_copy(update={"next_attempt_at": later}), due=later)
             metrics.DELIVERIES.labels(receiver=receiver.name, outcome="rate_limited").inc()
             return
         outcome = await self._attempt(receiver, delivery, page.leased_until)
@@ -178,7 +164,7 @@ class Sender:
         """Waited (behind its chain, its receiver's other attempts, a stalled Redis) past its
         lease: it is due again and may be claimed by another round already, so sending,
         giving up or dropping it here would do it twice."""
-        if self._clock() < leased_until:
+        if self.clock() < leased_until:
             return False
         log.info("delivery.lease_expired", delivery_id=delivery_id)
         return True
@@ -205,7 +191,7 @@ class Sender:
             return Outcome.retry(f"receiver error: {type(error).__name__}")
 
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
-        now = self._clock()
+        now = self.clock()
         attempt = Attempt(
             at=now,
             result=outcome.result,
@@ -216,7 +202,7 @@ class Sender:
         metrics.DELIVERIES.labels(receiver=delivery.receiver, outcome=outcome.result).inc()
         if outcome.result == "delivered":
             done = tried.model_copy(update={"status": "delivered", "next_attempt_at": None})
-            await self._store.save(done, due=None)
+            await self.store.save(done, due=None)
             log.info("delivery.sent", receiver=delivery.receiver, delivery_id=delivery.id)
             return
         if outcome.result == "gone":
@@ -224,14 +210,14 @@ class Sender:
         if outcome.result != "retry":
             await self._give_up(tried, outcome, recorded=True)
             return
-        wait = next_wait(self._retry, attempts_made=tried.attempts_this_round, rng=self._rng)
+        wait = next_wait(self.retry, attempts_made=tried.attempts_this_round, rng=self.rng)
         if wait is None:
             await self._give_up(tried, outcome, recorded=True)
             return
         if outcome.retry_after_s is not None:
-            wait = honour_retry_after(self._retry, outcome.retry_after_s)
+            wait = honour_retry_after(self.retry, outcome.retry_after_s)
         later = now + wait
-        await self._store.save(tried.model_copy(update={"next_attempt_at": later}), due=later)
+        await self.store.save(tried.model_copy(update={"next_attempt_at": later}), due=later)
         log.warning(
             "delivery.retry",
             receiver=delivery.receiver,
@@ -245,15 +231,15 @@ class Sender:
         self, delivery: Delivery, outcome: Outcome, *, recorded: bool = False
     ) -> None:
         if not recorded:
-            attempt = Attempt(at=self._clock(), result="failed", error=outcome.detail)
+            attempt = Attempt(at=self.clock(), result="failed", error=outcome.detail)
             delivery = delivery.model_copy(update={"attempts": [*delivery.attempts, attempt]})
             metrics.DELIVERIES.labels(receiver=delivery.receiver, outcome="failed").inc()
         failed = delivery.model_copy(
             update={"status": "failed", "next_attempt_at": None, "note": outcome.detail}
         )
-        await self._store.save(failed, due=None)
+        await self.store.save(failed, due=None)
         metrics.DELIVERIES_DEADLETTERED.labels(receiver=delivery.receiver).inc()
-        await self._dead_letters.put(
+        await self.dead_letters.put(
             source="deliveries",
             reason="undeliverable",
             payload=wire.dumps(
@@ -270,20 +256,20 @@ class Sender:
         await self._fall_back(failed)
 
     async def _fall_back(self, failed: Delivery) -> None:
-        fallback = self._fallbacks.get(failed.receiver)
+        fallback = self.fallbacks.get(failed.receiver)
         if fallback is None:
             return
-        target = self._receivers.get(fallback)
+        target = self.receivers.get(fallback)
         kind = target.kind if target is not None else "webhook"
-        for copy in fallback_deliveries(failed, fallback, kind=kind, now=self._clock()):
-            await self._store.create(copy)  # SET NX: queued once, however often we get here
+        for copy in fallback_deliveries(failed, fallback, kind=kind, now=self.clock()):
+            await self.store.create(copy)  # SET NX: queued once, however often we get here
             log.warning("delivery.fallback", receiver=failed.receiver, delivery_id=copy.id)
 
     async def _disable(self, receiver: str, outcome: Outcome) -> None:
-        alert = receiver_disabled_alert(receiver, outcome.detail, self._clock())
-        if await self._disabled.disable(receiver, alert=alert):
+        alert = receiver_disabled_alert(receiver, outcome.detail, self.clock())
+        if await self.disabled.disable(receiver, alert=alert):
             log.error("receiver.disabled", receiver=receiver, reason=outcome.detail)
-            await self._announce(alert)
+            await self.announce(alert)
 
     async def run(self, wake: asyncio.Event, every_s: float, stopping: asyncio.Event) -> None:
         """Rounds until cancelled: every ``every_s`` seconds, sooner when woken, and at once
@@ -309,19 +295,19 @@ class Sender:
                 try:
                     room = MAX_IN_FLIGHT - sum(map(len, in_flight.values()))
                     page = min(room, CLAIM_PAGE)
-                    now = self._clock()
+                    now = self.clock()
                     claimed = (
-                        await self._store.claim(now, lease=self._lease, limit=page)
+                        await self.store.claim(now, lease=self.lease, limit=page)
                         if page > 0
                         else []
                     )
-                    read = await self._read_page(claimed, leased_until=now + self._lease)
+                    read = await self._read_page(claimed, leased_until=now + self.lease)
                     for chain in chains(claimed):
                         task = asyncio.create_task(self._process_logged(chain, read))
                         in_flight[task] = chain
                         task.add_done_callback(finished)
                     backlog = len(claimed) == page
-                    metrics.RETRY_QUEUE.set(await self._store.queue_size())
+                    metrics.RETRY_QUEUE.set(await self.store.queue_size())
                 except Exception:
                     log.exception("sender.round_failed")
                 if not backlog or page < CLAIM_PAGE:
@@ -332,7 +318,7 @@ class Sender:
             interrupted = [delivery_id for chain in in_flight.values() for delivery_id in chain]
             await cancel_and_wait(list(in_flight))
             with contextlib.suppress(Exception):
-                await self._store.release(interrupted, self._clock())
+                await self.store.release(interrupted, self.clock())
 
     async def _process_logged(self, delivery_ids: Sequence[str], page: _Page) -> None:
         for delivery_id in delivery_ids:

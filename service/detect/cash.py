@@ -41,10 +41,7 @@ def runway_days(cash: Decimal, per_day: Decimal | None) -> Decimal | None:
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.last_observed_at is None or state.now is None:
         return state, []

@@ -33,7 +33,6 @@ from service.detect.episodes import (
     subject_of,
     who,
 )
-from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
@@ -58,13 +57,11 @@ def low_line(peak: Decimal, thresholds: Thresholds) -> Decimal:
 
 def evaluate(
     state: AccountState,
-    snapshot: AccountSnapshot,
+    snapshot: AccountBalanceSnapshot,
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
     """Advance the low/exhausted episodes by one (already recorded) balance snapshot."""
-    if not isinstance(snapshot, AccountBalanceSnapshot):
-        return state, []
     thresholds = settings.thresholds_for(snapshot.advertiser_id)
     now = snapshot.observed_at
     balance = snapshot.balances.valid_grant_balance

@@ -45,10 +45,7 @@ def discount_used(credit: Credit, daily_total: Mapping[date, Decimal]) -> Decima
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.now is None or not any(credit.discount for credit in ledger.credits):
         return state, []

@@ -2,8 +2,10 @@
 
 Each rule is a pure function ``(state, snapshot, ledger, settings) -> (state, transitions)``
 in its own module; they run in a fixed order on the state ``facts.record`` produced, and the
-final state and all transitions are committed together by ``StateStore.apply``. A rule that
-raises is skipped for that snapshot, the others still run (``rule_failures``).
+final state and all transitions are committed together by ``StateStore.apply``. A rule is
+listed with the kinds of snapshot it reads and runs only on those: none sorts its input, and
+one that needs a kind's fields is typed for that kind. A rule that raises is skipped for that
+snapshot, the others still run (``rule_failures``).
 
 Usage::
 
@@ -11,6 +13,9 @@ Usage::
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, get_args
 
 from config.settings import DetectSettings
 from service.detect import (
@@ -31,21 +36,35 @@ from service.detect.ledger import AccountLedger
 from service.detect.rule_failures import AccountRule, RuleRun
 from service.detect.state import AccountState, Evaluation
 from workers.contract.alerts import AlertTransition
+from workers.contract.snapshots import AccountBalanceSnapshot, CreditTransactionSnapshot
 
-__all__ = ["RULES", "AccountRule", "evaluate"]
+__all__ = ["ANY_SNAPSHOT", "RULES", "Listed", "evaluate"]
+
+S = TypeVar("S", bound=AccountSnapshot)
+
+ANY_SNAPSHOT: tuple[type[AccountSnapshot], ...] = get_args(AccountSnapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed(Generic[S]):
+    """A rule and the kinds of snapshot it runs on."""
+
+    rule: AccountRule[S]
+    reads: tuple[type[S], ...]
+
 
 # By name, in the order they run; the name labels the rule's errors (metric, /readyz).
-RULES: dict[str, AccountRule] = {
-    "staleness": staleness.evaluate,
-    "credit_balance": credit_balance.evaluate,
-    "forecast": forecast.evaluate,
-    "frozen": frozen.evaluate,
-    "cash": cash.evaluate,
-    "issued": issued.evaluate,
-    "expiry": expiry.evaluate,
-    "discount": discount.evaluate,
-    "ladder": ladder.evaluate,
-    "reconcile": reconcile.evaluate,
+RULES: dict[str, Listed[Any]] = {
+    "staleness": Listed(staleness.evaluate, (AccountBalanceSnapshot,)),
+    "credit_balance": Listed(credit_balance.evaluate, (AccountBalanceSnapshot,)),
+    "forecast": Listed(forecast.evaluate, ANY_SNAPSHOT),
+    "frozen": Listed(frozen.evaluate, (AccountBalanceSnapshot,)),
+    "cash": Listed(cash.evaluate, ANY_SNAPSHOT),
+    "issued": Listed(issued.evaluate, (CreditTransactionSnapshot,)),
+    "expiry": Listed(expiry.evaluate, ANY_SNAPSHOT),
+    "discount": Listed(discount.evaluate, ANY_SNAPSHOT),
+    "ladder": Listed(ladder.evaluate, ANY_SNAPSHOT),
+    "reconcile": Listed(reconcile.evaluate, ANY_SNAPSHOT),
 }
 
 
@@ -65,12 +84,14 @@ def evaluate(
     if current is None:
         return None
     transitions: list[AlertTransition] = []
-    for name, rule in RULES.items():
+    for name, listed in RULES.items():
+        if not isinstance(snapshot, listed.reads):
+            continue
         if run is None:
-            current, emitted = rule(current, snapshot, ledger, settings)
+            current, emitted = listed.rule(current, snapshot, ledger, settings)
         else:
             current, emitted = run.apply(
-                name, rule, current, snapshot=snapshot, ledger=ledger, settings=settings
+                name, listed.rule, current, snapshot=snapshot, ledger=ledger, settings=settings
             )
         transitions.extend(emitted)
     return Evaluation(current, transitions)

@@ -49,10 +49,7 @@ _ESTIMATE = "estimate reconciled against grant_balance"
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.last_observed_at is None or state.now is None:
         return state, []

@@ -39,10 +39,7 @@ def exhaustion_at(balance: Decimal, per_day: Decimal, since: datetime) -> dateti
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     balance = state.valid_grant
     if state.last_observed_at is None or state.now is None:

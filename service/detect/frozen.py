@@ -16,7 +16,6 @@ from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
-from workers.contract.snapshots import AccountBalanceSnapshot
 
 __all__ = ["FROZEN", "evaluate"]
 
@@ -24,13 +23,8 @@ FROZEN = "credit.frozen"
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
-    if not isinstance(snapshot, AccountBalanceSnapshot):
-        return state, []
     frozen = state.frozen_grant
 
     def say(subject: Subject) -> Messages:

@@ -21,7 +21,6 @@ from msgspec.structs import replace
 from config.settings import DetectSettings
 from service.detect.episodes import Rule, Value, notify_once, subject_of, who
 from service.detect.expiry import EXPIRED
-from service.detect.facts import AccountSnapshot
 from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
@@ -34,12 +33,10 @@ ISSUED = "credit.issued"
 
 def evaluate(
     state: AccountState,
-    snapshot: AccountSnapshot,
+    snapshot: CreditTransactionSnapshot,
     ledger: AccountLedger,
     settings: DetectSettings,
 ) -> tuple[AccountState, list[AlertTransition]]:
-    if not isinstance(snapshot, CreditTransactionSnapshot):
-        return state, []
     if snapshot.observed_at - snapshot.create_time > timedelta(hours=settings.event_window_h):
         return state, []
     record = state.transactions[snapshot.transaction_id]

@@ -60,10 +60,7 @@ def qualifying_spend(state: AccountState, program: LadderProgram) -> Decimal:
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     if state.now is None or not ledger.programs:
         return state, []

@@ -95,10 +95,7 @@ def comparable(
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     if isinstance(snapshot, DailySpendSnapshot) and snapshot.source != "bc_cost":
         return state, []

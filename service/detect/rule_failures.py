@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
@@ -46,8 +47,10 @@ __all__ = ["AccountRule", "RuleFailure", "RuleHealth", "RuleRun", "failing_rules
 
 log = structlog.get_logger(__name__)
 
+S = TypeVar("S", bound=AccountSnapshot)
+# A rule that reads snapshots of kind ``S`` (see ``evaluate.RULES``).
 AccountRule = Callable[
-    [AccountState, AccountSnapshot, AccountLedger, DetectSettings],
+    [AccountState, S, AccountLedger, DetectSettings],
     tuple[AccountState, list[AlertTransition]],
 ]
 
@@ -89,10 +92,10 @@ class RuleRun:
     def apply(
         self,
         name: str,
-        rule: AccountRule,
+        rule: AccountRule[S],
         state: AccountState,
         *,
-        snapshot: AccountSnapshot,
+        snapshot: S,
         ledger: AccountLedger,
         settings: DetectSettings,
     ) -> tuple[AccountState, list[AlertTransition]]:

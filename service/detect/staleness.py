@@ -46,13 +46,10 @@ STALE = "data.stale"
 
 
 def evaluate(
-    state: AccountState,
-    snapshot: AccountSnapshot,
-    ledger: AccountLedger,
-    settings: DetectSettings,
+    state: AccountState, snapshot: AccountSnapshot, ledger: AccountLedger, settings: DetectSettings
 ) -> tuple[AccountState, list[AlertTransition]]:
     """A fresh balance snapshot ends a stale episode."""
-    if not isinstance(snapshot, AccountBalanceSnapshot) or STALE not in state.open:
+    if STALE not in state.open:
         return state, []
     episodes = Episodes.of(state)
     subject = subject_of(state)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from redis.asyncio import Redis
 
 from config.settings import Settings
@@ -23,6 +24,11 @@ def pending(n: int) -> Delivery:
     )
 
 
+@pytest.fixture
+def store(settings: Settings, redis_client: Redis) -> DeliveryStore:
+    return DeliveryStore(redis_client, settings.streams, history=HISTORY)
+
+
 def tried(delivery: Delivery, result: str) -> Delivery:
     attempt = Attempt(at=T0, result=result)
     status = {"delivered": "delivered", "failed": "failed"}.get(result, "pending")
@@ -30,9 +36,8 @@ def tried(delivery: Delivery, result: str) -> Delivery:
 
 
 async def test_a_done_delivery_keeps_its_history_ttl_and_leaves_the_queue(
-    settings: Settings, redis_client: Redis
+    store: DeliveryStore, redis_client: Redis
 ) -> None:
-    store = DeliveryStore(redis_client, settings.streams, history=HISTORY)
     delivery = pending(1)
     await store.create(delivery)
     await store.save(tried(delivery, "delivered"), due=None)
@@ -44,9 +49,8 @@ async def test_a_done_delivery_keeps_its_history_ttl_and_leaves_the_queue(
 
 
 async def test_a_retried_delivery_is_queued_again_and_kept_without_ttl(
-    settings: Settings, redis_client: Redis
+    store: DeliveryStore, redis_client: Redis
 ) -> None:
-    store = DeliveryStore(redis_client, settings.streams, history=HISTORY)
     delivery = pending(1)
     await store.create(delivery)
     await store.save(tried(delivery, "failed"), due=None)  # failed: TTL, dead-lettered index
@@ -59,9 +63,8 @@ async def test_a_retried_delivery_is_queued_again_and_kept_without_ttl(
 
 
 async def test_saves_made_side_by_side_each_land_as_if_made_alone(
-    settings: Settings, redis_client: Redis
+    store: DeliveryStore, redis_client: Redis
 ) -> None:
-    store = DeliveryStore(redis_client, settings.streams, history=HISTORY)
     deliveries = [pending(n) for n in range(60)]
     for delivery in deliveries:
         await store.create(delivery)

@@ -63,7 +63,7 @@ class Exploding:
 @pytest.fixture
 def exploding(monkeypatch: pytest.MonkeyPatch) -> Iterator[Exploding]:
     rule = Exploding()
-    monkeypatch.setitem(evaluate.RULES, "exploding", rule)
+    monkeypatch.setitem(evaluate.RULES, "exploding", evaluate.Listed(rule, evaluate.ANY_SNAPSHOT))
     yield rule
 
 

@@ -120,6 +120,15 @@ class _Retryable:
     def throttled(self) -> bool:
         return self.reason == "throttled"
 
+    def log_fields(self, endpoint: str) -> dict[str, object]:
+        """What the retry and give-up log lines say of this failure."""
+        return {
+            "endpoint": endpoint,
+            "code": self.code,
+            "reason": self.reason,
+            "request_id": self.request_id,
+        }
+
 
 def _encode_params(params: Mapping[str, Any]) -> dict[str, str]:
     """Query parameters as text: lists and objects as compact JSON, ``None`` left out."""
@@ -236,14 +245,7 @@ class ApiTransport:
             if attempt >= max_attempts:
                 break
             await self._back_off(path, outcome, attempt, max_attempts)
-        log.warning(
-            "api.gave_up",
-            endpoint=path,
-            code=outcome.code,
-            reason=outcome.reason,
-            attempts=attempt,
-            request_id=outcome.request_id,
-        )
+        log.warning("api.gave_up", attempts=attempt, **outcome.log_fields(path))
         error = RateLimited if outcome.throttled else TransientError
         raise error(
             f"gave up after {attempt} attempts: {outcome.detail}",
@@ -266,13 +268,10 @@ class ApiTransport:
         API_RETRIES.labels(endpoint=path, reason=outcome.reason).inc()
         log.warning(
             "api.retry",
-            endpoint=path,
-            code=outcome.code,
-            reason=outcome.reason,
             attempt=attempt,
             max_attempts=max_attempts,
             delay=round(delay, 3),
-            request_id=outcome.request_id,
+            **outcome.log_fields(path),
         )
         await self._sleep(delay)
 
