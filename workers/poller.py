@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Required, TypedDict, TypeVar, Unpack
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -66,9 +66,11 @@ __all__ = [
     "BalancePoller",
     "Clock",
     "PollResult",
+    "PollerOptions",
     "Publisher",
     "Reject",
     "SourcePoller",
+    "WindowedOptions",
     "WindowedPoller",
     "job_id",
     "schedule",
@@ -91,6 +93,20 @@ class Reject(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, snapshots: list[Snapshot]) -> int: ...
+
+
+class PollerOptions(TypedDict, total=False):
+    """What every poller takes besides its API and publisher (see ``SourcePoller``)."""
+
+    reject: Required[Reject]
+    clock: Clock
+    connection: str
+
+
+class WindowedOptions(PollerOptions, total=False):
+    """A ``WindowedPoller``'s options: the days its window reaches back, besides the rest."""
+
+    lookback_days: int
 
 
 @dataclass(frozen=True)
@@ -302,12 +318,9 @@ class ApiPoller(SourcePoller, Generic[A]):
         self,
         api: A,
         publisher: Publisher,
-        *,
-        reject: Reject,
-        clock: Clock = reply_time,
-        connection: str = DEFAULT_CONNECTION,
+        **options: Unpack[PollerOptions],
     ) -> None:
-        super().__init__(publisher, reject=reject, clock=clock, connection=connection)
+        super().__init__(publisher, **options)
         self._api = api
 
 
@@ -373,12 +386,10 @@ class WindowedPoller(ApiPoller[A]):
         api: A,
         publisher: Publisher,
         *,
-        reject: Reject,
         lookback_days: int = 7,
-        clock: Clock = reply_time,
-        connection: str = DEFAULT_CONNECTION,
+        **options: Unpack[PollerOptions],
     ) -> None:
-        super().__init__(api, publisher, reject=reject, clock=clock, connection=connection)
+        super().__init__(api, publisher, **options)
         self._lookback_days = lookback_days
 
 

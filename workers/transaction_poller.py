@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
-from config.connections import DEFAULT_CONNECTION
 from workers.contract.snapshots import CreditTransactionSnapshot, Snapshot
-from workers.poller import Clock, Publisher, Reject, WindowedPoller
+from workers.poller import Publisher, WindowedOptions, WindowedPoller
 from workers.priorities import Priority
 from workers.spend_poller import ServerClock, api_now
-from workers.tiktok import reply_time
 
 __all__ = ["TransactionPoller"]
 
@@ -54,20 +52,10 @@ class TransactionPoller(WindowedPoller[TransactionSource]):
         api: TransactionSource,
         publisher: Publisher,
         *,
-        reject: Reject,
-        lookback_days: int = 7,
-        clock: Clock = reply_time,
-        connection: str = DEFAULT_CONNECTION,
         bc_zones: Mapping[str, str] | None = None,
+        **options: Unpack[WindowedOptions],
     ) -> None:
-        super().__init__(
-            api,
-            publisher,
-            reject=reject,
-            lookback_days=lookback_days,
-            clock=clock,
-            connection=connection,
-        )
+        super().__init__(api, publisher, **options)
         self._bc_zones = bc_zones if bc_zones is not None else {}
 
     async def collect(self, bc_id: str) -> tuple[list[Snapshot], int]:

@@ -45,7 +45,7 @@ def test_a_rule_runs_only_on_the_snapshots_it_reads(monkeypatch: pytest.MonkeyPa
             "any": evaluate.Listed(on_any, evaluate.ANY_SNAPSHOT),
         },
     )
-    snapshots = [
+    snapshots: list[AccountSnapshot] = [
         grant_snapshot("70", "71", "100", T0),
         day_spend("71", date(2026, 10, 31), T0 + timedelta(minutes=1), grant="5"),
         grant_snapshot("70", "71", "95", T0 + timedelta(minutes=2)),
