@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 _NOTHING = AccountLedger()
 # How many parsed entries a RedisLedger keeps (see ``RedisLedger._parsed``).
 _SEEN_KEPT = 50_000
+# Ledger keys the one-time index migration asks SCAN for, and indexes, per round trip.
+_MIGRATION_PAGE = 1000
 _E = TypeVar("_E", Credit, LadderProgram)
 
 
@@ -203,9 +205,23 @@ async def index_saved_ledgers(redis: Redis, streams: StreamSettings) -> int:
         return 0
     prefix = space.ledger("")
     added = 0
-    async for key in redis.scan_iter(match=space.ledger("*"), count=10_000):
-        advertiser_id = decoded(key)[len(prefix) :]
-        added += int(await redis.hsetnx(space.ledger_index(), advertiser_id, _edit_token()))
+    found: list[str] = []
+    async for key in redis.scan_iter(match=space.ledger("*"), count=_MIGRATION_PAGE):
+        found.append(decoded(key)[len(prefix) :])
+        if len(found) == _MIGRATION_PAGE:
+            added += await _index(redis, space.ledger_index(), found)
+            found = []
+    added += await _index(redis, space.ledger_index(), found)
     await redis.set(space.ledger_index_built(), "1")
     log.info("ledger.index_built", added=added)
     return added
+
+
+async def _index(redis: Redis, index: str, advertiser_ids: list[str]) -> int:
+    """HSETNX each of ``advertiser_ids`` into ``index`` in one round trip; how many were new."""
+    if not advertiser_ids:
+        return 0
+    async with redis.pipeline(transaction=False) as pipe:
+        for advertiser_id in advertiser_ids:
+            pipe.hsetnx(index, advertiser_id, _edit_token())
+        return sum(map(int, await pipe.execute()))

@@ -87,6 +87,23 @@ async def test_a_ledger_saved_before_the_index_is_read_before_and_after_its_migr
     assert [c.amount for c in (await store.for_advertiser("72")).credits] == [100]
 
 
+async def test_the_migration_indexes_every_older_ledger_past_one_scan_page(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """Ledgers are indexed a page at a time: 2,500 (pages of 1,000) all join, and one that is
+    already indexed keeps its token."""
+    store = RedisLedger(redis_client, settings.streams, ConfigLedger([], []))
+    saved = Credit.model_validate(CREDIT).model_dump_json()
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for n in range(2_500):
+            pipe.hset(store.key(str(80_000 + n)), "credit:c1", saved)
+        await pipe.execute()
+    await redis_client.hset(store.index_key, "80000", "kept")
+    assert await index_saved_ledgers(redis_client, settings.streams) == 2_499
+    assert await redis_client.hlen(store.index_key) == 2_500
+    assert await redis_client.hget(store.index_key, "80000") == b"kept"
+
+
 async def test_the_demo_scenario_shows_every_kind() -> None:
     """The demo's story, polled every 2 simulated hours for 90 hours, in one process."""
     pipe = Pipeline(load_scenario(DEMO_SCENARIO), DetectSettings(**DEMO_DETECT))
