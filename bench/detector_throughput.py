@@ -1,8 +1,9 @@
 """Benchmark 1: detector throughput through the real consumer path, state in Redis.
 
 200,000 balance snapshots (10,000 advertisers x 20 polls) are written to the snapshot stream
-first; then the service role starts and the clock runs until the detectors' group has read
-and acknowledged everything. Every advertiser drains through its low line (poll 8) and to
+first; then the service role starts with its detectors only (``streams.groups: detectors``,
+as a deployment at scale runs them, the notifiers apart) and the clock runs until the
+detectors' group has read and acknowledged everything. Every advertiser drains through its low line (poll 8) and to
 zero (poll 12) and is topped up (poll 16): low, exhausted, the depletion forecast and the
 cash runway fire and resolve. The transitions each advertiser must produce come from folding
 its snapshots through the pure evaluator in memory; the run passes only if every advertiser
@@ -129,7 +130,9 @@ async def main() -> None:
     with redis_url() as url:
         redis = Redis.from_url(url)
         prefix = f"cwbench-{uuid.uuid4().hex[:8]}"
-        streams = StreamSettings(prefix=prefix, maxlen=1_000_000, consumer="bench")
+        streams = StreamSettings(
+            prefix=prefix, maxlen=1_000_000, consumer="bench", groups="detectors"
+        )
         settings = Settings(
             redis_url=url,
             streams=streams,

@@ -303,6 +303,10 @@ class StreamSettings(Section):
     # Alert transitions a notifier reads and routes together (one chain per advertiser, the
     # chains side by side): fewer stream reads and acks, overlapping Redis round trips.
     notify_batch: int = Field(default=100, ge=1, le=10_000)
+    # The consumer groups a service process joins: both, or one, so detectors and notifiers
+    # run (and scale) as separate processes and a delivery backlog takes no CPU from
+    # detection. Every process creates both groups, so neither misses an entry.
+    groups: Literal["all", "detectors", "notifiers"] = "all"
 
     # Accounts split over this many snapshot/alerts stream pairs (see config.keyspace); more
     # than one puts a Redis Cluster hash tag on every key. Changing it moves accounts between

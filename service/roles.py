@@ -118,8 +118,9 @@ async def service_role(
     console: TextIO | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> AsyncIterator[RedisBroker]:
-    """Detectors on the snapshot stream and notifiers on the alerts stream, until exit;
-    and the HTTP app (status page, API, metrics) when ``api.enabled``."""
+    """Detectors on the snapshot stream and notifiers on the alerts stream (or only one of
+    them, ``streams.groups``), until exit; and the HTTP app (status page, API, metrics) when
+    ``api.enabled``."""
     streams = settings.streams
     tune_collector()
     redis, broker = connect(redis_url)
@@ -160,9 +161,11 @@ async def service_role(
             dead_letters=dead_letters,
             reclaim_idle_ms=streams.reclaim_idle_ms,
         )
+        detects = streams.groups in ("all", DETECTORS)
+        notifies = streams.groups in ("all", NOTIFIERS)
         subscribers = [
             subscriber
-            for stream in space.snapshot_streams()
+            for stream in (space.snapshot_streams() if detects else [])
             for subscriber in group_consumer(
                 stream=stream,
                 group=DETECTORS,
@@ -172,7 +175,7 @@ async def service_role(
             )
         ] + [
             subscriber
-            for stream in space.alert_streams()
+            for stream in (space.alert_streams() if notifies else [])
             for subscriber in group_consumer(
                 stream=stream,
                 group=NOTIFIERS,
@@ -193,8 +196,13 @@ async def service_role(
         await broker.start()
         keeper.start()
         try:
-            async with watch, pipeline, serve_api(api, on_listening=on_listening):
-                log.info("service.started", consumer=streams.consumer)
+            async with AsyncExitStack() as running:
+                if detects:
+                    await running.enter_async_context(watch)
+                if notifies:
+                    await running.enter_async_context(pipeline)
+                await running.enter_async_context(serve_api(api, on_listening=on_listening))
+                log.info("service.started", consumer=streams.consumer, groups=streams.groups)
                 yield broker
         finally:
             await keeper.stop()

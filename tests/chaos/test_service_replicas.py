@@ -17,33 +17,11 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.sender import ATTEMPTS_AT_ONCE
 from tests.support import processes
-from tests.support.grant_polls import GRANTS, snapshot
-from tests.support.receiver import SECRET, WebhookSink
+from tests.support.grant_polls import GRANTS, service_config, snapshot
+from tests.support.receiver import WebhookSink
 from tests.support.waiting import eventually
 
 ADVERTISERS = 120
-
-
-def config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "creditwatch.yaml"
-    path.write_text(
-        "notify:\n"
-        "  console: false\n"
-        # Delivery under chaos, not inhibition: whether a low that is flushed after the
-        # exhausted alert of its account fired goes out would depend on timing.
-        "  default_inhibit_rules: false\n"
-        "  delivery_lease: 3s\n"
-        "  receivers:\n"
-        f"    - {{type: webhook, name: chaos, url: '{url}', secret: '{SECRET}'}}\n"
-        "  route:\n"
-        "    receiver: chaos\n"
-        "    match: {kind: ['credit.low', 'credit.exhausted']}\n"
-        # At once, one message per alert.
-        "    group_by: ['...']\n"
-        "    group_wait: 0s\n"
-        "    group_interval: 0s\n"
-    )
-    return path
 
 
 async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
@@ -54,7 +32,7 @@ async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
             "CREDITWATCH_REDIS_URL": settings.redis_url or "",
             "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
             "CREDITWATCH_STREAMS__RECLAIM_IDLE_MS": "1500",
-            "CREDITWATCH_CONFIG_FILE": str(config(tmp_path, sink.url)),
+            "CREDITWATCH_CONFIG_FILE": str(service_config(tmp_path, sink.url)),
             "CREDITWATCH_API__ENABLED": "false",
             "CREDITWATCH_LOG_LEVEL": "info",
         }

@@ -1,0 +1,92 @@
+"""Detectors and notifiers as separate processes (``streams.groups``): a ``detectors`` process
+and a ``notifiers`` process between them deliver every transition once, and each joined only
+its own consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from service.streams import DETECTORS, NOTIFIERS
+from tests.support.grant_polls import GRANTS, service_config, snapshot
+from tests.support.processes import Role
+from tests.support.receiver import WebhookSink
+from tests.support.waiting import eventually
+
+ADVERTISERS = 20
+
+
+async def consumers(redis: Redis, stream: str, group: str) -> set[str]:
+    rows = await redis.xinfo_consumers(stream, group)
+    return {row["name"].decode() if isinstance(row["name"], bytes) else row["name"] for row in rows}
+
+
+async def test_a_detectors_process_and_a_notifiers_process_deliver_every_transition_once(
+    settings: Settings, redis_client: Redis, tmp_path: Path
+) -> None:
+    async with WebhookSink() as sink:
+        env = {
+            "CREDITWATCH_REDIS_URL": settings.redis_url or "",
+            "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
+            "CREDITWATCH_CONFIG_FILE": str(service_config(tmp_path, sink.url)),
+            "CREDITWATCH_API__ENABLED": "false",
+            "CREDITWATCH_LOG_LEVEL": "info",
+        }
+        roles = {
+            group: Role(
+                "service",
+                {
+                    **env,
+                    "CREDITWATCH_STREAMS__GROUPS": group,
+                    "CREDITWATCH_STREAMS__CONSUMER": f"only-{group}",
+                },
+                tmp_path / f"{group}.log",
+            )
+            for group in (DETECTORS, NOTIFIERS)
+        }
+        broker = RedisBroker(settings.redis_url or "")
+        await broker.connect()
+        try:
+
+            async def both_started() -> bool:
+                return all("service.started" in r.output() for r in roles.values())
+
+            await eventually(both_started, within=30)
+            for poll in range(len(GRANTS)):
+                for advertiser in range(ADVERTISERS):
+                    await broker.publish(
+                        snapshot(advertiser, poll), stream=settings.streams.snapshots
+                    )
+
+            async def all_delivered() -> bool:
+                return len(sink.payloads()) >= 4 * ADVERTISERS
+
+            await eventually(all_delivered, within=60, every=0.5)
+            await asyncio.sleep(1)  # anything doubled would show up now
+            joined = {
+                DETECTORS: await consumers(redis_client, settings.streams.snapshots, DETECTORS),
+                NOTIFIERS: await consumers(redis_client, settings.streams.alerts, NOTIFIERS),
+            }
+        finally:
+            await broker.stop()
+            codes = {group: role.stop() for group, role in roles.items()}
+
+    assert codes == {DETECTORS: 0, NOTIFIERS: 0}, {g: r.output()[-2000:] for g, r in roles.items()}
+    assert all(r.verified for r in sink.received)
+    kinds = Counter((p["type"], p["data"]["status"]) for p in sink.payloads())
+    assert kinds == {
+        ("credit.low", "firing"): ADVERTISERS,
+        ("credit.exhausted", "firing"): ADVERTISERS,
+        ("credit.low", "resolved"): ADVERTISERS,
+        ("credit.exhausted", "resolved"): ADVERTISERS,
+    }
+    # Each process read only its own stream: the detectors process never joined the
+    # notifiers' group, nor the notifiers process the detectors'.
+    assert joined == {DETECTORS: {"only-detectors"}, NOTIFIERS: {"only-notifiers"}}
+    assert "alert.transition" in roles[DETECTORS].output()
+    assert "alert.transition" not in roles[NOTIFIERS].output()
