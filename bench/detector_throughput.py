@@ -3,12 +3,12 @@
 200,000 balance snapshots (10,000 advertisers x 20 polls) are written to the snapshot stream
 first; then the service role starts with its detectors only (``streams.groups: detectors``,
 as a deployment at scale runs them, the notifiers apart) and the clock runs until the
-detectors' group has read and acknowledged everything. Every advertiser drains through its low line (poll 8) and to
-zero (poll 12) and is topped up (poll 16): low, exhausted, the depletion forecast and the
-cash runway fire and resolve. The transitions each advertiser must produce come from folding
-its snapshots through the pure evaluator in memory; the run passes only if every advertiser
-produced exactly those, each once. Reference: a bare redis-py XREADGROUP + XACK + JSON
-decode loop over the same entries.
+detectors' group has read and acknowledged everything. Every advertiser drains through its
+low line (poll 8) and to zero (poll 12) and is topped up (poll 16): low, exhausted, the
+depletion forecast and the cash runway fire and resolve. The transitions each advertiser
+must produce come from folding its snapshots through the pure evaluator in memory; the run
+passes only if every advertiser produced exactly those, each once. Reference: a bare redis-
+py XREADGROUP + XACK + JSON decode loop over the same entries.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ GAP = (
     "per snapshot, ~140 us of CPU in the detector's batch handler, of which in process "
     "~60 us in the rules (about a third the burn rates over the day's balance points), "
     "~20 us making the list row, ~16 us validating the pydantic snapshot, ~13 us decoding "
-    "and encoding the msgspec state, and ~30 us in redis-py and asyncio; the notifier "
-    "shares the process"
+    "and encoding the msgspec state, and ~30 us in redis-py and asyncio (as profiled for "
+    "README's Performance table; on a slower day they scale with the reference rate)"
 )
 
 
