@@ -7,8 +7,8 @@ detectors' group has read and acknowledged everything. Every advertiser drains t
 low line (poll 8) and to zero (poll 12) and is topped up (poll 16): low, exhausted, the
 depletion forecast and the cash runway fire and resolve. The transitions each advertiser
 must produce come from folding its snapshots through the pure evaluator in memory; the run
-passes only if every advertiser produced exactly those, each once. Reference: a bare redis-
-py XREADGROUP + XACK + JSON decode loop over the same entries.
+passes only if every advertiser produced exactly those, each once. Reference: a bare
+redis-py XREADGROUP + XACK + JSON decode loop over the same entries.
 """
 
 from __future__ import annotations
