@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from service.deliver.sender import ATTEMPTS_AT_ONCE
 from tests.support import processes
-from tests.support.grant_polls import GRANTS, service_config, snapshot
+from tests.support.grant_polls import GRANTS, service_config, service_env, snapshot
 from tests.support.receiver import WebhookSink
 from tests.support.waiting import eventually
 
@@ -29,12 +29,8 @@ async def test_a_killed_replica_loses_nothing_and_doubles_nothing(
 ) -> None:
     async with WebhookSink() as sink:
         env = {
-            "CREDITWATCH_REDIS_URL": settings.redis_url or "",
-            "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
+            **service_env(settings, service_config(tmp_path, sink.url)),
             "CREDITWATCH_STREAMS__RECLAIM_IDLE_MS": "1500",
-            "CREDITWATCH_CONFIG_FILE": str(service_config(tmp_path, sink.url)),
-            "CREDITWATCH_API__ENABLED": "false",
-            "CREDITWATCH_LOG_LEVEL": "info",
         }
         replicas = processes.replicas("service", env, tmp_path, "replica", 3)
         broker = RedisBroker(settings.redis_url or "")

@@ -1,13 +1,15 @@
 """One advertiser's grant poll by poll, as the replica and hostile-HTTP runs publish it: 1000
 down to nothing by poll 6 (low on the way at 4), then topped up at poll 8; and the balance
 snapshot of advertiser ``n`` at a poll, one minute apart; and the config of the service
-processes those runs start, notifying a webhook of each low and exhausted transition."""
+processes those runs start (notifying a webhook of each low and exhausted transition), and
+their environment."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from config.settings import Settings
 from tests.support.receiver import SECRET
 from tests.support.snapshots import grant_snapshot
 
@@ -43,3 +45,15 @@ def service_config(tmp_path: Path, url: str) -> Path:
         "    group_interval: 0s\n"
     )
     return path
+
+
+def service_env(settings: Settings, config: Path) -> dict[str, str]:
+    """The environment of a ``creditwatch service`` process on the test's Redis and prefix,
+    reading ``config``, without the HTTP app."""
+    return {
+        "CREDITWATCH_REDIS_URL": settings.redis_url or "",
+        "CREDITWATCH_STREAMS__PREFIX": settings.streams.prefix,
+        "CREDITWATCH_CONFIG_FILE": str(config),
+        "CREDITWATCH_API__ENABLED": "false",
+        "CREDITWATCH_LOG_LEVEL": "info",
+    }
