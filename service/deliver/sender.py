@@ -15,7 +15,7 @@ at once, up to ``MAX_IN_FLIGHT`` claimed and unfinished, ``ATTEMPTS_AT_ONCE`` pe
 Usage::
 
     sender = Sender(store, receivers, limiter=..., disabled=..., dead_letters=...,
-                    retry=settings.notify.retry, announce=publish)
+                    retry=settings.notify.retry, announce=publish, lease=..., rng=...)
     await sender.run_once()        # one round; ``run`` loops until cancelled
 """
 
@@ -100,9 +100,8 @@ class Sender:
     retry: RetrySchedule
     announce: Announce
     lease: timedelta
+    rng: random.Random  # the retries' jitter
     clock: Clock = utc_now
-    # Jitter, not cryptography.
-    rng: random.Random = field(default_factory=random.Random)
     resolve: ResolveReceiver | None = None
     # Receiver -> the receiver its failed deliveries go to.
     fallbacks: Mapping[str, str] = field(default_factory=dict)

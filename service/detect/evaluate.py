@@ -15,7 +15,7 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, get_args
+from typing import Any, Generic, get_args
 
 from config.settings import DetectSettings
 from service.detect import (
@@ -33,14 +33,12 @@ from service.detect import (
 )
 from service.detect.facts import AccountSnapshot, midnights_for, record
 from service.detect.ledger import AccountLedger
-from service.detect.rule_failures import AccountRule, RuleRun
+from service.detect.rule_failures import AccountRule, RuleRun, S
 from service.detect.state import AccountState, Evaluation
 from workers.contract.alerts import AlertTransition
 from workers.contract.snapshots import AccountBalanceSnapshot, CreditTransactionSnapshot
 
 __all__ = ["ANY_SNAPSHOT", "RULES", "Listed", "evaluate"]
-
-S = TypeVar("S", bound=AccountSnapshot)
 
 ANY_SNAPSHOT: tuple[type[AccountSnapshot], ...] = get_args(AccountSnapshot)
 

@@ -43,10 +43,11 @@ from service.detect.ledger import AccountLedger
 from service.detect.state import AccountState
 from workers.contract.alerts import AlertTransition
 
-__all__ = ["AccountRule", "RuleFailure", "RuleHealth", "RuleRun", "failing_rules"]
+__all__ = ["AccountRule", "RuleFailure", "RuleHealth", "RuleRun", "S", "failing_rules"]
 
 log = structlog.get_logger(__name__)
 
+# The kind of snapshot a rule reads.
 S = TypeVar("S", bound=AccountSnapshot)
 # A rule that reads snapshots of kind ``S`` (see ``evaluate.RULES``).
 AccountRule = Callable[

@@ -10,6 +10,7 @@ from pathlib import Path
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
+from config.redis_text import decoded
 from config.settings import Settings
 from service.streams import DETECTORS, NOTIFIERS
 from tests.support.deliveries import assert_each_transition_once
@@ -23,7 +24,7 @@ ADVERTISERS = 20
 
 async def consumers(redis: Redis, stream: str, group: str) -> set[str]:
     rows = await redis.xinfo_consumers(stream, group)
-    return {row["name"].decode() if isinstance(row["name"], bytes) else row["name"] for row in rows}
+    return {decoded(row["name"]) for row in rows}
 
 
 async def test_a_detectors_process_and_a_notifiers_process_deliver_every_transition_once(
