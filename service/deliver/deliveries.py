@@ -36,6 +36,7 @@ from service.group_commit import GroupCommit
 from service.optimistic import Decision, commit
 from service.redis_records import read_record
 from service.slot_owner import transaction
+from service.write_batch import WriteBatch
 from workers.contract.alerts import AlertTransition
 
 __all__ = ["Attempt", "Delivery", "DeliveryStatus", "DeliveryStore", "message_id"]
@@ -133,31 +134,38 @@ class DeliveryStore:
         return self._streams.keyspace.delivery(delivery_id)
 
     def queue(
-        self, pipe: Pipeline, delivery: Delivery, *, due: datetime | None = None, trim: bool = True
+        self,
+        batch: WriteBatch,
+        delivery: Delivery,
+        *,
+        due: datetime | None = None,
+        trim: bool = True,
     ) -> None:
-        """Add the commands that create ``delivery`` (once) to a MULTI pipeline; a pending one
+        """Add the writes that create ``delivery`` (once) to a batch for a MULTI; a pending one
         is queued as due at ``due`` (no later than its creation), else at its creation.
         ``trim`` False leaves the history's trim to the caller (``trim_history`` once for a
         transaction that queues many)."""
-        pipe.set(self.key(delivery.id), delivery.model_dump_json(), nx=True)
-        pipe.zadd(self.index_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
+        batch.set(self.key(delivery.id), delivery.model_dump_json(), nx=True)
+        batch.zadd(self.index_key, {delivery.id: to_epoch(delivery.created_at)}, nx=True)
         if trim:
-            self.trim_history(pipe, delivery.created_at)
+            self.trim_history(batch, delivery.created_at)
         if delivery.status == "pending":
             # A delivery already made and done is re-queued here only if this create was a
             # duplicate; the sender sees its status and drops it without sending.
             due_at = min(due or delivery.created_at, delivery.created_at)
-            pipe.zadd(self.due_key, {delivery.id: to_epoch(due_at)}, nx=True)
+            batch.zadd(self.due_key, {delivery.id: to_epoch(due_at)}, nx=True)
         else:
-            pipe.expire(self.key(delivery.id), self._history)
+            batch.expire(self.key(delivery.id), self._history)
 
-    def trim_history(self, pipe: Pipeline, now: datetime) -> None:
+    def trim_history(self, batch: WriteBatch, now: datetime) -> None:
         """The history index forgets what is older than the documents it points to."""
-        pipe.zremrangebyscore(self.index_key, "-inf", to_epoch(now - self._history))
+        batch.zremrangebyscore(self.index_key, "-inf", to_epoch(now - self._history))
 
     async def create(self, delivery: Delivery) -> None:
+        batch = WriteBatch()
+        self.queue(batch, delivery)
         async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-            self.queue(pipe, delivery)
+            await batch.queue_on(pipe)
             await pipe.execute()
 
     async def get(self, delivery_id: str) -> Delivery | None:
@@ -186,19 +194,21 @@ class DeliveryStore:
         await self._saves.write((delivery, due))
 
     async def _save_many(self, saves: Sequence[tuple[Delivery, datetime | None]]) -> None:
+        batch = WriteBatch()
+        for delivery, due in saves:
+            document = delivery.model_dump_json()
+            if due is not None:
+                batch.set(self.key(delivery.id), document)  # queued again: kept (no TTL)
+                batch.zadd(self.due_key, {delivery.id: to_epoch(due)})
+                batch.zrem(self.failed_key, delivery.id)
+            else:
+                batch.set(self.key(delivery.id), document, ex=self._history)
+                batch.zrem(self.due_key, delivery.id)
+            if delivery.status == "failed":
+                last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
+                batch.zadd(self.failed_key, {delivery.id: to_epoch(last)})
         async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-            for delivery, due in saves:
-                document = delivery.model_dump_json()
-                if due is not None:
-                    pipe.set(self.key(delivery.id), document)  # queued again: kept (no TTL)
-                    pipe.zadd(self.due_key, {delivery.id: to_epoch(due)})
-                    pipe.zrem(self.failed_key, delivery.id)
-                else:
-                    pipe.set(self.key(delivery.id), document, ex=self._history)
-                    pipe.zrem(self.due_key, delivery.id)
-                if delivery.status == "failed":
-                    last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
-                    pipe.zadd(self.failed_key, {delivery.id: to_epoch(last)})
+            await batch.queue_on(pipe)
             await pipe.execute()
 
     async def release(self, delivery_ids: Sequence[str], now: datetime) -> None:

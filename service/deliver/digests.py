@@ -43,6 +43,7 @@ from service.deliver.digest import Digest, make_digest
 from service.deliver.links import AlertLinks
 from service.detect.accounts import AccountsReader
 from service.slot_owner import transaction
+from service.write_batch import WriteBatch
 
 __all__ = ["DIGEST_TYPES", "Digests", "latest_due", "period_of"]
 
@@ -135,9 +136,11 @@ class Digests:
             if last >= period:
                 continue
             delivery = await self._delivery(receiver, period, period=period, now=now)
+            batch = WriteBatch()
+            self._deliveries.queue(batch, delivery)
+            batch.set(self._key(receiver), period)
             async with transaction(self._redis, self._settings.streams.keyspace.slot_key()) as pipe:
-                self._deliveries.queue(pipe, delivery)
-                pipe.set(self._key(receiver), period)
+                await batch.queue_on(pipe)
                 await pipe.execute()
             queued.append(delivery.id)
         return queued
