@@ -18,6 +18,7 @@ import h11
 import httpx
 import pytest
 
+from service.deliver.bounded_reply import post
 from service.deliver.http_transport import KeepAliveTransport, receivers_client
 from tests.support.servers import free_port
 
@@ -272,3 +273,28 @@ async def test_without_a_proxy_the_receivers_client_keeps_connections_alive(
         for _ in range(5):
             await http.post(f"{server.url}/", content=b"x")
     assert server.connections == 1
+
+
+async def test_a_receivers_post_goes_out_as_built_and_a_redirect_is_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The receivers' client hands requests straight to the transport: the headers
+    ``bounded_reply.post`` gives go out, the reply is read, a 3xx is not followed, and the
+    connection is kept for the next POST."""
+    for name in ("ALL_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+
+    async def redirect(request: h11.Request, body: bytes) -> Answer:
+        return 307, [("location", "/elsewhere")], b"moved"
+
+    async with http_server(redirect) as server, receivers_client() as http:
+        replies = [
+            await post(http, f"{server.url}/hook", content=b"x", headers={}, timeout_s=5)
+            for _ in range(2)
+        ]
+    assert [(r.status_code, r.body) for r in replies] == [(307, b"moved")] * 2
+    assert [s.target for s in server.requests] == [b"/hook", b"/hook"]
+    assert server.connections == 1
+    first = server.requests[0].headers
+    assert (first[b"user-agent"], first[b"accept-encoding"]) == (b"creditwatch", b"identity")
