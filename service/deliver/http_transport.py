@@ -11,8 +11,9 @@ and writes a request's head and body at once; parsing is h11's, as in httpcore.
 It is a drop-in ``httpx.AsyncBaseTransport``: the client's API and timeouts are unchanged
 (``timeout`` gives connect, write, pool and per-read limits; ``bounded_reply`` bounds the
 whole attempt). ``receivers_client`` puts it under a client that sends a request straight to
-it, past httpx's cookie jar, auth flow and redirect loop, none of which a receiver uses. HTTP/1.1 only, as httpx without ``http2``; no proxies (the service
-falls back to httpx's own transport when the environment names one, see ``service.roles``).
+it, past httpx's cookie jar, auth flow and redirect loop, none of which a receiver uses.
+HTTP/1.1 only, as httpx without ``http2``; no proxies (the service falls back to httpx's own
+transport when the environment names one, see ``service.roles``).
 A kept-alive connection the server closed just as a request left on it fails that request
 (``RemoteProtocolError``), as with httpcore; the sender retries it on its schedule.
 
