@@ -21,7 +21,7 @@ Usage::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from redis.asyncio.client import Pipeline
@@ -37,6 +37,8 @@ for _, op in ipairs(ops) do
 end
 return #ops
 """
+# Values per command: well under the script's ``unpack`` limit.
+_CHUNK = 1000
 
 
 def _seconds(ttl: int | timedelta) -> str:
@@ -60,6 +62,22 @@ class WriteBatch:
         index = self._keys.setdefault(key, len(self._keys) + 1)  # KEYS is 1-based
         self._ops.append([command, index, *args])
 
+    def _add_many(
+        self,
+        command: str,
+        key: str,
+        items: Sequence[str],
+        *,
+        width: int = 1,
+        options: Sequence[str] = (),
+    ) -> None:
+        """A variadic command in parts of ``width``-wide items: the script's ``unpack`` takes
+        at most about 8,000 values (a group flushing 10,000 pending transitions would fail
+        whole)."""
+        step = _CHUNK - _CHUNK % width
+        for start in range(0, len(items), step):
+            self._add(command, key, *options, *items[start : start + step])
+
     def set(
         self, key: str, value: str, *, nx: bool = False, ex: int | timedelta | None = None
     ) -> None:
@@ -75,22 +93,23 @@ class WriteBatch:
 
     def zadd(self, key: str, mapping: Mapping[str, float], *, nx: bool = False) -> None:
         pairs = [part for member, score in mapping.items() for part in (repr(score), member)]
-        self._add("ZADD", key, *(["NX"] if nx else []), *pairs)
+        self._add_many("ZADD", key, pairs, width=2, options=["NX"] if nx else [])
 
     def zrem(self, key: str, *members: str) -> None:
-        self._add("ZREM", key, *members)
+        self._add_many("ZREM", key, members)
 
     def zremrangebyscore(self, key: str, low: str, high: float) -> None:
         self._add("ZREMRANGEBYSCORE", key, low, repr(high))
 
     def hset(self, key: str, mapping: Mapping[str, str | int]) -> None:
-        self._add("HSET", key, *(str(part) for item in mapping.items() for part in item))
+        pairs = [str(part) for item in mapping.items() for part in item]
+        self._add_many("HSET", key, pairs, width=2)
 
     def hdel(self, key: str, *fields: str) -> None:
-        self._add("HDEL", key, *fields)
+        self._add_many("HDEL", key, fields)
 
     def sadd(self, key: str, *members: str) -> None:
-        self._add("SADD", key, *members)
+        self._add_many("SADD", key, members)
 
     async def queue_on(self, pipe: Pipeline) -> None:
         """Queue the whole batch on ``pipe`` as one script call (nothing, if it is empty);

@@ -91,3 +91,20 @@ async def test_an_empty_batch_sends_nothing(redis_client: Redis) -> None:
     async with redis_client.pipeline(transaction=True) as pipe:
         await batch.queue_on(pipe)
         assert len(pipe) == 0
+
+
+async def test_a_write_of_many_members_goes_in_parts(redis_client: Redis, prefix: str) -> None:
+    """Past what one script ``unpack`` takes (about 8,000 values): a flush of a group holding
+    10,000 pending transitions."""
+    pending, due = f"{prefix}:pending", f"{prefix}:due"
+    fields = [f"t{n}" for n in range(10_000)]
+    await redis_client.hset(pending, mapping=dict.fromkeys([*fields, "kept"], "x"))
+    batch = WriteBatch()
+    batch.hdel(pending, *fields)
+    batch.zadd(due, {f"d{n}": float(n) for n in range(10_000)}, nx=True)
+    batch.hset(f"{prefix}:wide", {f"f{n}": n for n in range(10_000)})
+    await _run(redis_client, batch)
+    assert await redis_client.hgetall(pending) == {b"kept": b"x"}
+    assert await redis_client.zcard(due) == 10_000
+    assert await redis_client.zscore(due, "d9999") == 9999.0
+    assert await redis_client.hlen(f"{prefix}:wide") == 10_000
