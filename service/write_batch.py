@@ -116,4 +116,5 @@ class WriteBatch:
         redis-py loads the script first when Redis does not have it."""
         if self._ops:
             script = pipe.register_script(_RUN)
-            await script(keys=list(self._keys), args=[json.dumps(self._ops)], client=pipe)
+            payload = json.dumps(self._ops, ensure_ascii=False)  # UTF-8 as is, not escaped
+            await script(keys=list(self._keys), args=[payload], client=pipe)

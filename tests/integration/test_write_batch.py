@@ -108,3 +108,14 @@ async def test_a_write_of_many_members_goes_in_parts(redis_client: Redis, prefix
     assert await redis_client.zcard(due) == 10_000
     assert await redis_client.zscore(due, "d9999") == 9999.0
     assert await redis_client.hlen(f"{prefix}:wide") == 10_000
+
+
+async def test_text_arrives_byte_for_byte(redis_client: Redis, prefix: str) -> None:
+    """A delivery document carries advertisers' names: any text, quotes and escapes too."""
+    text = 'Shop "Ünïcode" 🛒 \\n tab\t nul\x00 end'
+    batch = WriteBatch()
+    batch.set(f"{prefix}:doc", text)
+    batch.hset(f"{prefix}:h", {"name": text})
+    await _run(redis_client, batch)
+    assert await redis_client.get(f"{prefix}:doc") == text.encode()
+    assert await redis_client.hget(f"{prefix}:h", "name") == text.encode()
