@@ -13,9 +13,8 @@ Usage::
     batch = WriteBatch()
     batch.set(key, document, nx=True)
     batch.zadd(due_key, {delivery_id: 1767225600.0})
-    async with transaction(redis, slot_key) as pipe:
-        await batch.queue_on(pipe)
-        await pipe.execute()
+    await batch.run(redis, slot_key)     # alone, or inside a WATCH/MULTI:
+    await batch.queue_on(pipe)           # ... queued with the transaction's other commands
 """
 
 from __future__ import annotations
@@ -24,7 +23,10 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+
+from service.slot_owner import transaction
 
 __all__ = ["WriteBatch"]
 
@@ -118,3 +120,10 @@ class WriteBatch:
             script = pipe.register_script(_RUN)
             payload = json.dumps(self._ops, ensure_ascii=False)  # UTF-8 as is, not escaped
             await script(keys=list(self._keys), args=[payload], client=pipe)
+
+    async def run(self, redis: Redis, slot_key: str) -> None:
+        """Send the batch on the client owning ``slot_key``'s slot (every key must share it),
+        in a MULTI of its own: ``transaction`` re-reads the slot map when the slot moved."""
+        async with transaction(redis, slot_key) as pipe:
+            await self.queue_on(pipe)
+            await pipe.execute()

@@ -35,7 +35,6 @@ from service.deliver.digest import Digest
 from service.group_commit import GroupCommit
 from service.optimistic import Decision, commit
 from service.redis_records import read_record
-from service.slot_owner import transaction
 from service.write_batch import WriteBatch
 from workers.contract.alerts import AlertTransition
 
@@ -164,9 +163,7 @@ class DeliveryStore:
     async def create(self, delivery: Delivery) -> None:
         batch = WriteBatch()
         self.queue(batch, delivery)
-        async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-            await batch.queue_on(pipe)
-            await pipe.execute()
+        await batch.run(self._redis, self._streams.keyspace.slot_key())
 
     async def get(self, delivery_id: str) -> Delivery | None:
         # An unreadable one is treated as gone, and dropped from the queue.
@@ -207,9 +204,7 @@ class DeliveryStore:
             if delivery.status == "failed":
                 last = delivery.attempts[-1].at if delivery.attempts else delivery.created_at
                 batch.zadd(self.failed_key, {delivery.id: to_epoch(last)})
-        async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-            await batch.queue_on(pipe)
-            await pipe.execute()
+        await batch.run(self._redis, self._streams.keyspace.slot_key())
 
     async def release(self, delivery_ids: Sequence[str], now: datetime) -> None:
         """Give claimed deliveries back (due now) without waiting for their lease to run out."""

@@ -42,7 +42,6 @@ from service.deliver.deliveries import Delivery, DeliveryStore
 from service.deliver.digest import Digest, make_digest
 from service.deliver.links import AlertLinks
 from service.detect.accounts import AccountsReader
-from service.slot_owner import transaction
 from service.write_batch import WriteBatch
 
 __all__ = ["DIGEST_TYPES", "Digests", "latest_due", "period_of"]
@@ -139,9 +138,7 @@ class Digests:
             batch = WriteBatch()
             self._deliveries.queue(batch, delivery)
             batch.set(self._key(receiver), period)
-            async with transaction(self._redis, self._settings.streams.keyspace.slot_key()) as pipe:
-                await batch.queue_on(pipe)
-                await pipe.execute()
+            await batch.run(self._redis, self._settings.streams.keyspace.slot_key())
             queued.append(delivery.id)
         return queued
 

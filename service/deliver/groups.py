@@ -185,7 +185,7 @@ class GroupStore:
         """``add`` each, in order, in one script call (a notifier's batch)."""
         if not joins:
             return []
-        # Every group key is in one slot ({g} on a Cluster): one plain pipeline on its master.
+        # Every group key is in one slot ({g} on a Cluster): one script call on its master.
         owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
         keys: list[str] = []
         args: list[Any] = []
