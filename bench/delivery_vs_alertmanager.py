@@ -25,7 +25,10 @@ For creditwatch every message is checked at the sink: signature verified, ``webh
 counted (none twice), and every transition injected arrived (none lost); afterwards every
 delivery document in Redis says ``delivered`` and none is left queued (durable). The
 sender's sustained rate is the loaded phase's webhooks over the time from the load's start to
-the last one's arrival (the load's own rate when delivery keeps up). The detection step is
+the last one's arrival (the load's own rate when delivery keeps up). Each side's CPU under
+load is read from ``/proc`` (psutil): Alertmanager's per notification, the service process's
+per webhook, from the load's start to the last arrival (steadier than a p99 on a machine whose
+speed moves, and what decides how close to busy the process runs). The detection step is
 not in this benchmark (benchmark 4 measures snapshot -> webhook).
 
 Times are ``time.monotonic()`` in every process (CLOCK_MONOTONIC is machine-wide on Linux).
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
@@ -228,7 +232,7 @@ receivers:
 
 @contextlib.asynccontextmanager
 async def alertmanager(hook_url: str) -> Any:
-    """Alertmanager on a free port with its own storage; yields its base URL."""
+    """Alertmanager on a free port with its own storage; yields its base URL and pid."""
     binary = alertmanager_binary()
     with tempfile.TemporaryDirectory(prefix="cw-bench-am-") as workdir:
         config = Path(workdir) / "alertmanager.yml"
@@ -260,7 +264,7 @@ async def alertmanager(hook_url: str) -> Any:
                     if time.monotonic() > deadline:
                         raise SystemExit("alertmanager did not get ready within 60 s")
                     await asyncio.sleep(0.2)
-            yield url
+            yield url, process.pid
         finally:
             process.terminate()
             try:
@@ -416,9 +420,23 @@ async def durable_check(redis: Redis, streams: StreamSettings) -> tuple[Counter[
 # --- the run ---------------------------------------------------------------------------
 
 
-async def alertmanager_phases(sink: SinkClient) -> tuple[Latencies, Latencies, float, int]:
-    """(idle, loaded, load alerts/s, notifications under load)."""
-    async with alertmanager(f"{sink.base}/am") as url:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass(frozen=True)
+class AlertmanagerRun:
+    idle: Latencies
+    loaded: Latencies
+    rate: float
+    notified: int  # notifications under load
+    cpu_per_notification_s: float  # Alertmanager's CPU under load over those notifications
+
+
+async def alertmanager_phases(sink: SinkClient) -> AlertmanagerRun:
+    async with alertmanager(f"{sink.base}/am") as (url, pid):
         sent = await am_probes(url, "idle")
         stats = await sink.wait(lambda s: sent.keys() <= s["probes"].keys(), PROBE_TIMEOUT_S)
         idle = Latencies.of(sent, stats["probes"])
@@ -426,14 +444,17 @@ async def alertmanager_phases(sink: SinkClient) -> tuple[Latencies, Latencies, f
         load = Load.spawn(am_load, url)
         try:
             await wait_for(load.started, load.process, "the Alertmanager load", 60)
+            cpu_began = cpu_seconds(pid)
             await asyncio.sleep(WARMUP_S)
             sent = await am_probes(url, "loaded")
         finally:
             posted, seconds = await load.finish()
         stats = await sink.wait(lambda s: sent.keys() <= s["probes"].keys(), PROBE_TIMEOUT_S)
+        cpu = cpu_seconds(pid) - cpu_began
         loaded = Latencies.of(sent, stats["probes"])
         await sink.reset()
-    return idle, loaded, posted / seconds, int(stats["am_notifications"])
+    notified = int(stats["am_notifications"])
+    return AlertmanagerRun(idle, loaded, posted / seconds, notified, cpu / max(notified, 1))
 
 
 @dataclass(frozen=True)
@@ -442,6 +463,7 @@ class CreditwatchRun:
     loaded: Latencies
     rate: float
     delivered_per_s: float  # from the load's start to the last webhook's arrival
+    cpu_per_webhook_s: float  # the service's CPU from the load's start to the last webhook
     expected: int
     stats: dict[str, Any]
     statuses: Counter[str]
@@ -470,12 +492,14 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
         try:
             await wait_for(load.started, load.process, "the creditwatch load", 60)
             load_began = time.monotonic()
+            cpu_began = cpu_seconds(service.pid or 0)
             await asyncio.sleep(WARMUP_S)
             sent = await cw_probes(redis, streams, "loaded")
         finally:
             injected, seconds = await load.finish()
         expected = 2 * PROBES + injected
         stats = await sink.wait(lambda s: s["unique"] >= expected, DRAIN_TIMEOUT_S)
+        cpu = cpu_seconds(service.pid or 0) - cpu_began
         loaded = Latencies.of(sent, stats["probes"])
         # Webhooks of the loaded phase over the time from the load's start to the last one's
         # arrival: the sender's sustained rate (the load's own when it keeps up).
@@ -494,8 +518,17 @@ async def creditwatch_phases(url: str, sink: SinkClient, secret: str) -> Creditw
             await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
     await sink.reset()
+    cpu_per_webhook_s = cpu / max(int(stats["unique"]) - PROBES, 1)
     return CreditwatchRun(
-        idle, loaded, injected / seconds, delivered_per_s, expected, stats, statuses, queued
+        idle,
+        loaded,
+        injected / seconds,
+        delivered_per_s,
+        cpu_per_webhook_s,
+        expected,
+        stats,
+        statuses,
+        queued,
     )
 
 
@@ -510,13 +543,19 @@ async def main() -> None:
     try:
         alone = await sink_alone(sink, port, secret)
         print(f"sink alone: {alone:,.0f} verified requests/s", flush=True)
-        am_idle, am_loaded, am_rate, am_notified = await alertmanager_phases(sink)
-        print(f"alertmanager idle {am_idle.text()}; loaded {am_loaded.text()}", flush=True)
+        am = await alertmanager_phases(sink)
+        am_idle, am_loaded, am_rate, am_notified = am.idle, am.loaded, am.rate, am.notified
+        print(
+            f"alertmanager idle {am_idle.text()}; loaded {am_loaded.text()}; "
+            f"{am.cpu_per_notification_s * 1e6:,.0f} us CPU per notification",
+            flush=True,
+        )
         with redis_url() as url:
             cw = await creditwatch_phases(url, sink, secret)
         print(
             f"creditwatch idle {cw.idle.text()}; loaded {cw.loaded.text()}; "
-            f"{cw.delivered_per_s:,.0f} webhooks/s delivered",
+            f"{cw.delivered_per_s:,.0f} webhooks/s delivered, "
+            f"{cw.cpu_per_webhook_s * 1e6:,.0f} us CPU per webhook",
             flush=True,
         )
     finally:
@@ -540,6 +579,8 @@ async def main() -> None:
         f"injected on the alerts stream as the detector writes them) idle {cw.idle.text()}, "
         f"under {cw.rate:,.0f} transitions/s ({GROUPS:,} groups) {cw.loaded.text()}, "
         f"delivered {cw.delivered_per_s:,.0f} webhooks/s from the load's start to the last; "
+        f"CPU under load: Alertmanager {am.cpu_per_notification_s * 1e6:,.0f} us per "
+        f"notification, creditwatch's service {cw.cpu_per_webhook_s * 1e6:,.0f} us per webhook; "
         f"creditwatch webhooks {unique:,}/{cw.expected:,} arrived, {lost} lost, "
         f"{duplicates} twice, {unverified} unverified; deliveries in Redis "
         f"{delivered:,} delivered, {cw.queued} still queued; receiver alone {alone:,.0f} "

@@ -2,8 +2,9 @@
 
 For each receiver the route tree gives, a transition is either recorded as silenced (in the
 delivery history, not sent), or joins the receiver's alert group, from which the flusher makes
-deliveries. Every transition is shown to the inhibitor first (it tracks the firing sources;
-groups muted by a source that resolves are flushed at once). Joining is idempotent per
+deliveries (or which makes its delivery at once, ``groups.py``: the sender is woken then).
+Every transition is shown to the inhibitor first (it tracks the firing sources; groups muted
+by a source that resolves are flushed at once). Joining is idempotent per
 (receiver, transition), so a redelivered stream entry (after a crash, or reclaimed by another
 replica) never makes a second delivery. Disabled receivers (410) are skipped. A batch read
 from the stream is routed against one reading of the silences and subscriptions, and joins
@@ -56,7 +57,8 @@ class Notifier:
     dead_letters: DeadLetters
     send_resolved: dict[str, bool]
     clock: Clock = utc_now
-    wake: asyncio.Event | None = None
+    wake: asyncio.Event | None = None  # the flusher's
+    wake_sender: asyncio.Event | None = None  # for joins sent at once
     extra_targets: ExtraTargets | None = None
     inhibitor: Inhibitor | None = None
 
@@ -71,8 +73,9 @@ class Notifier:
         if not transitions:
             return
         # Before routing: a source nobody is routed to still inhibits.
+        woke = False
         for transition in transitions:
-            await self._observe(transition, self.clock())
+            woke |= await self._observe(transition, self.clock())
         view = _BatchView(
             silences=await self.silences.all(),
             extra_targets=await self.extra_targets() if self.extra_targets else None,
@@ -85,12 +88,18 @@ class Notifier:
         results = await self.groups.add_many([join for join, _ in joins])
         for (join, silence), result in zip(joins, results, strict=True):
             await self._joined(join, silence, result)
-        if self.wake is not None:
+        if self.wake is not None and (woke or "added" in results):
             self.wake.set()
+        if self.wake_sender is not None and "sent" in results:
+            self.wake_sender.set()
 
-    async def _observe(self, transition: AlertTransition, now: datetime) -> None:
-        if self.inhibitor is not None and await self.inhibitor.observe(transition):
-            await self.groups.wake(await self.inhibitor.holding(), now)
+    async def _observe(self, transition: AlertTransition, now: datetime) -> bool:
+        """Show ``transition`` to the inhibitor; True if that made held groups due."""
+        if self.inhibitor is None or not await self.inhibitor.observe(transition):
+            return False
+        held = await self.inhibitor.holding()
+        await self.groups.wake(held, now)
+        return bool(held)
 
     async def _joins(
         self, transition: AlertTransition, view: _BatchView, now: datetime

@@ -156,9 +156,13 @@ class DeliveryStore:
         else:
             batch.expire(self.key(delivery.id), self._history)
 
+    def history_start(self, now: datetime) -> datetime:
+        """What the history keeps begins here: older documents have expired."""
+        return now - self._history
+
     def trim_history(self, batch: WriteBatch, now: datetime) -> None:
         """The history index forgets what is older than the documents it points to."""
-        batch.zremrangebyscore(self.index_key, "-inf", to_epoch(now - self._history))
+        batch.zremrangebyscore(self.index_key, "-inf", to_epoch(self.history_start(now)))
 
     async def create(self, delivery: Delivery) -> None:
         batch = WriteBatch()

@@ -11,6 +11,11 @@ neither its firing nor its resolution is sent (the receiver never heard of it).
 
 Flushing a due group turns what it holds into deliveries, in the same MULTI as clearing
 them, so a crash leaves either the group or the deliveries, never neither and never both.
+A transition for a one-alert-per-delivery receiver (a webhook, an incident tool) on a route
+with ``group_wait`` and ``group_interval`` 0, not held by quiet hours or inhibition, whose
+group holds nothing else, is *sent on joining*: the join script makes its delivery and
+updates the group as that flush would, in the same script (the flusher's round, its reads
+and its WATCH/MULTI were a quarter of the CPU per webhook under load, and a hop of latency).
 Due groups are flushed up to ``FLUSHED_TOGETHER`` in one WATCH/MULTI (one by one when a
 transition joins one of them meanwhile).
 A Slack or email message lists the whole batch; a webhook gets one delivery per transition
@@ -60,7 +65,8 @@ __all__ = ["AddResult", "GroupStore", "Join"]
 
 log = structlog.get_logger(__name__)
 
-AddResult = Literal["added", "duplicate", "quiet", "unheard"]
+# "sent": joined and its delivery made at once (see the module docstring).
+AddResult = Literal["added", "sent", "duplicate", "quiet", "unheard"]
 
 # Due groups read per page, and flushed side by side: their round trips overlap instead of
 # adding up. A flush holds its WATCH connection while it reads through a second one, so
@@ -78,10 +84,33 @@ _Rows = tuple[float | None, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 # Far longer than an entry can stay pending on the alerts stream.
 _ROUTED_TTL_S = 400 * 24 * 3600
 
-# Join a group once per (receiver, transition); schedule the group. See the module docstring.
-# One call takes a batch of joins, in order: 6 keys and 11 arguments each (one call per join
-# cost redis-py a reply of its own to read and check, ~20 us).
+# Join a group once per (receiver, transition); schedule the group, or send at once. See the
+# module docstring. One call takes a batch of joins, in order, after the deliveries' due and
+# history keys and the history's start: 7 keys and 14 arguments each (one call per join cost
+# redis-py a reply of its own to read and check, ~20 us). A join sent at once has its
+# delivery document in ARGV[a + 13] ('' for any other) and writes what ``_queue_flush``
+# would for a flush of that one transition.
 _ADD = """
+local sent = false
+local function deliver(k, a)
+  local now = tonumber(ARGV[a + 5])
+  redis.call('SET', KEYS[k + 7], ARGV[a + 13], 'NX')
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[a + 12])
+  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[a + 12])
+  redis.call('HSET', KEYS[k + 2], 'last_sent_at', ARGV[a + 5])
+  redis.call('HINCRBY', KEYS[k + 2], 'seq', 1)
+  if redis.call('HLEN', KEYS[k + 4]) > 0 then
+    redis.call('ZADD', KEYS[k + 5], now + tonumber(ARGV[a + 14]), ARGV[a + 8])
+  else
+    redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
+    redis.call('ZREM', KEYS[k + 5], ARGV[a + 8])
+  end
+  sent = true
+  return 'sent'
+end
+local function at_once(k, a)
+  return ARGV[a + 13] ~= '' and redis.call('HLEN', KEYS[k + 3]) == 0
+end
 local function add(k, a)
   if not redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', tonumber(ARGV[a + 10])) then
     return 'duplicate'
@@ -98,6 +127,7 @@ local function add(k, a)
       redis.call('HSET', KEYS[k + 3], ARGV[a + 2] .. ':resolved', early)
     else
       redis.call('HSET', KEYS[k + 4], ARGV[a + 2], ARGV[a + 4])
+      if at_once(k, a) then return deliver(k, a) end
       redis.call('HSET', KEYS[k + 3], ARGV[a + 1], ARGV[a + 4])
     end
   else
@@ -108,6 +138,7 @@ local function add(k, a)
       redis.call('SET', KEYS[k + 6], ARGV[a + 4], 'EX', 86400)
       return 'unheard'
     end
+    if at_once(k, a) then return deliver(k, a) end
     redis.call('HSET', KEYS[k + 3], ARGV[a + 1], ARGV[a + 4])
   end
   local now = tonumber(ARGV[a + 5])
@@ -130,7 +161,8 @@ local function add(k, a)
   return 'added'
 end
 local out = {}
-for i = 0, #KEYS / 6 - 1 do out[i + 1] = add(6 * i, 11 * i) end
+for i = 0, (#KEYS - 2) / 7 - 1 do out[i + 1] = add(2 + 7 * i, 1 + 14 * i) end
+if sent then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) end
 return out
 """
 
@@ -187,17 +219,43 @@ class GroupStore:
             return []
         # Every group key is in one slot ({g} on a Cluster): one script call on its master.
         owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
-        keys: list[str] = []
-        args: list[Any] = []
-        for join in joins:
-            join_keys, join_args = self._add_call(join)
+        now = max(join.at for join in joins)
+        keys: list[str] = [self.deliveries.due_key, self.deliveries.index_key]
+        args: list[Any] = [repr(to_epoch(self.deliveries.history_start(now)))]
+        for join, at_once in zip(joins, await self._sent_at_once(joins), strict=True):
+            join_keys, join_args = self._add_call(join, at_once=at_once)
             keys += join_keys
             args += join_args
         results = await self._add(keys=keys, args=args, client=owner)
         # The script returns one of AddResult per join.
         return [cast("AddResult", decoded(r)) for r in results]
 
-    def _add_call(self, join: Join) -> tuple[list[str], list[Any]]:
+    async def _sent_at_once(self, joins: Sequence[Join]) -> list[bool]:
+        """Per join, whether to send it on joining if its group holds nothing else (the script
+        looks): a one-alert-per-delivery receiver, no wait on the route, no quiet hours now,
+        not inhibited now. Any other goes through a flush, which holds or groups it."""
+        at_once = [
+            join.notify
+            and self.receiver_kinds.get(join.target.receiver) in ONE_ALERT_PER_DELIVERY
+            and not join.target.group_wait
+            and not join.target.group_interval
+            and muted_until(self._mutes(join.target.mute_time_intervals), join.at) is None
+            for join in joins
+        ]
+        if any(at_once) and self.inhibitor is not None and self.inhibitor.active:
+            muted = await self.inhibitor.muted(
+                [join.transition for join, now in zip(joins, at_once, strict=True) if now]
+            )
+            at_once = [
+                now and join.transition.alert_id not in muted
+                for join, now in zip(joins, at_once, strict=True)
+            ]
+        return at_once
+
+    def _mutes(self, names: Sequence[str]) -> list[MuteTimeInterval]:
+        return [m for n in names if (m := self.mute_intervals(n))]
+
+    def _add_call(self, join: Join, *, at_once: bool) -> tuple[list[str], list[Any]]:
         target, transition = join.target, join.transition
         gid = target.group_id(join.labels)
         group, pending, firing = self._keys(gid)
@@ -211,7 +269,9 @@ class GroupStore:
         }
         seen = self.streams.keyspace.routed(target.receiver, transition.transition_id)
         early = self.streams.keyspace.early_resolved(target.receiver, transition.alert_id)
-        keys = [seen, group, pending, firing, self.due_key, early]
+        delivery = self._one_alert(target.receiver, transition, join.at) if at_once else None
+        delivery_id = delivery.id if delivery is not None else ""
+        keys = [seen, group, pending, firing, self.due_key, early, self.deliveries.key(delivery_id)]
         args = [
             transition.transition_id,
             transition.alert_id,
@@ -224,6 +284,9 @@ class GroupStore:
             "notify" if join.notify else "quiet",
             _ROUTED_TTL_S,
             json.dumps(meta),
+            delivery_id,
+            delivery.model_dump_json() if delivery is not None else "",
+            repr(target.repeat_interval.total_seconds()),
         ]
         return keys, args
 
@@ -370,8 +433,7 @@ class GroupStore:
         seq = int(head.get("seq", "0")) + 1
         last_sent = from_epoch(float(head["last_sent_at"])) if "last_sent_at" in head else None
         repeat_every = timedelta(seconds=float(meta.get("repeat_s", 86400)))
-        intervals = [m for n in meta.get("mutes", []) if (m := self.mute_intervals(n))]
-        quiet_until = muted_until(intervals, now)
+        quiet_until = muted_until(self._mutes(meta.get("mutes", [])), now)
 
         to_send, inhibited, dropped = _inhibit(list(pending.values()), muted)
         held: list[AlertTransition] = []
@@ -436,15 +498,8 @@ class GroupStore:
             transitions, key=lambda t: (t.observed_at, t.advertiser_id, t.transition_id)
         )
         if self.receiver_kinds.get(receiver) in ONE_ALERT_PER_DELIVERY:
-            suffix = f":repeat-{seq}" if repeat else ""
             return [
-                Delivery.new(
-                    delivery_id=f"{receiver}:{t.transition_id}{suffix}",
-                    receiver=receiver,
-                    transitions=[t],
-                    now=now,
-                    repeat=repeat,
-                )
+                self._one_alert(receiver, t, now, repeat_seq=seq if repeat else None)
                 for t in transitions
             ]
         return [
@@ -456,6 +511,21 @@ class GroupStore:
                 repeat=repeat,
             )
         ]
+
+    @staticmethod
+    def _one_alert(
+        receiver: str, transition: AlertTransition, now: datetime, *, repeat_seq: int | None = None
+    ) -> Delivery:
+        """The delivery of one transition (a webhook's, an incident tool's); a repeat's id
+        carries the group's message count, so each reminder is a message of its own."""
+        suffix = f":repeat-{repeat_seq}" if repeat_seq is not None else ""
+        return Delivery.new(
+            delivery_id=f"{receiver}:{transition.transition_id}{suffix}",
+            receiver=receiver,
+            transitions=[transition],
+            now=now,
+            repeat=repeat_seq is not None,
+        )
 
 
 @dataclass(frozen=True)

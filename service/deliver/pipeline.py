@@ -158,7 +158,8 @@ class NotifyPipeline:
         to_subscribers = subscriber_http or http
         self.settings = notify
         self.clock = clock
-        # The notifier wakes the flusher, the flusher the sender: no waiting for a poll tick.
+        # The notifier wakes the flusher (or the sender, for what it sent at once), the flusher the
+        # sender: no waiting for a poll tick.
         self.flush_wake = asyncio.Event()
         self.send_wake = asyncio.Event()
         self.receivers = build_receivers(notify, http, console=console, clock=clock)
@@ -187,6 +188,7 @@ class NotifyPipeline:
             send_resolved={r.name: r.send_resolved for r in notify.all_receivers()},
             clock=clock,
             wake=self.flush_wake,
+            wake_sender=self.send_wake,
             extra_targets=lambda: self.subscriptions.router(notify),
             inhibitor=self.inhibitor,
         )

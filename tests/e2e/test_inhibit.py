@@ -61,11 +61,11 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
     counted = {"receiver": "ops", "outcome": "inhibited"}
     before = REGISTRY.get_sample_value("creditwatch_deliveries_total", counted) or 0
     exhausted = transition()  # credit.exhausted for 71
-    # Low fires first in the batch (as a balance that drops to 0 at once can make it): what
-    # counts is what fires when the group is flushed, as in Alertmanager.
-    await notify.notifier.handle(low().to_json(), "1-0")
-    await notify.notifier.handle(exhausted.to_json(), "2-0")
-    await notify.notifier.handle(low("72").to_json(), "3-0")
+    # Low fires first in the batch (as a balance that drops to 0 at once can make it, in one
+    # commit of the detector's): what counts is what fires when the group is flushed, as in
+    # Alertmanager, and a zero-wait webhook's group is flushed as the batch joins it.
+    entries = [(low().to_json(), "1-0"), (exhausted.to_json(), "2-0")]
+    await notify.notifier.handle_batch([*entries, (low("72").to_json(), "3-0")])
     await notify.run_once()
     await notify.run_once()  # the sender delivers what the flush made
     assert sorted(got(sink)) == ["credit.exhausted firing 71", "credit.low firing 72"]
