@@ -307,6 +307,13 @@ class StreamSettings(Section):
     # run (and scale) as separate processes and a delivery backlog takes no CPU from
     # detection. Every process creates both groups, so neither misses an entry.
     groups: Literal["all", "detectors", "notifiers"] = "all"
+    # Replicas of the delivery side's master that a notifier batch's joins must reach (Redis
+    # WAIT, up to ``JOIN_WAIT_MS``) before its entries are acknowledged. A shard's alerts
+    # stream and the groups live on different masters of a Redis Cluster: a failover that
+    # lost the last joins would otherwise have acknowledged their entries on a master that
+    # survived, and a resolution whose firing was lost is never sent. 0: no waiting (a single
+    # Redis, or replicas whose loss you accept).
+    wait_replicas: int = Field(default=0, ge=0, le=16)
 
     # Accounts split over this many snapshot/alerts stream pairs (see config.keyspace); more
     # than one puts a Redis Cluster hash tag on every key. Changing it moves accounts between

@@ -81,6 +81,10 @@ FLUSHED_TOGETHER = 20
 # One group as read: its due time, head, pending and firing rows.
 _Rows = tuple[float | None, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 
+# The longest a batch's joins wait for ``streams.wait_replicas`` replicas: past it (a replica
+# down or far behind) delivery goes on without them rather than stop.
+JOIN_WAIT_MS = 1000
+
 # Far longer than an entry can stay pending on the alerts stream.
 _ROUTED_TTL_S = 400 * 24 * 3600
 
@@ -226,7 +230,16 @@ class GroupStore:
             join_keys, join_args = self._add_call(join, at_once=at_once)
             keys += join_keys
             args += join_args
-        results = await self._add(keys=keys, args=args, client=owner)
+        if self.streams.wait_replicas:
+            # On the script's own connection: WAIT counts the replicas that have its writes.
+            async with owner.pipeline(transaction=False) as pipe:
+                await self._add(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.streams.wait_replicas, JOIN_WAIT_MS)
+                results, reached = await pipe.execute()
+            if reached < self.streams.wait_replicas:
+                log.warning("groups.joins_not_replicated", replicas=reached)
+        else:
+            results = await self._add(keys=keys, args=args, client=owner)
         # The script returns one of AddResult per join.
         return [cast("AddResult", decoded(r)) for r in results]
 

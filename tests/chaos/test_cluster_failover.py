@@ -70,7 +70,11 @@ async def test_a_killed_master_is_replaced_and_every_transition_arrives_once(
     with RedisCluster(tmp_path / "cluster", appendonly=True) as cluster:
         async with WebhookSink() as sink:
             streams = StreamSettings(
-                prefix="cwfailover", shards=SHARDS, consumer="svc", reclaim_idle_ms=1000
+                prefix="cwfailover",
+                shards=SHARDS,
+                consumer="svc",
+                reclaim_idle_ms=1000,
+                wait_replicas=1,  # the joins of an acknowledged entry survive the failover
             )
             hook, route = sink.receiver_and_route("chaos", kinds=["credit.low", "credit.exhausted"])
             settings = Settings(

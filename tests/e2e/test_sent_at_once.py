@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -50,7 +50,10 @@ def hooked(settings: Settings, sink: WebhookSink, **route: Any) -> Settings:
 
 async def group_rows(redis: Redis, notify: NotifyPipeline) -> list[tuple[str, float]]:
     """(group id, due time) of every group with something left to do."""
-    rows = await redis.zrange(notify.groups.due_key, 0, -1, withscores=True)
+    rows = cast(
+        "list[tuple[bytes, float]]",
+        await redis.zrange(notify.groups.due_key, 0, -1, withscores=True),
+    )
     return [(gid.decode(), float(due)) for gid, due in rows]
 
 
