@@ -73,9 +73,7 @@ class Notifier:
         if not transitions:
             return
         # Before routing: a source nobody is routed to still inhibits.
-        woke = False
-        for transition in transitions:
-            woke |= await self._observe(transition, self.clock())
+        woke = await self._observe(transitions, self.clock())
         view = _BatchView(
             silences=await self.silences.all(),
             extra_targets=await self.extra_targets() if self.extra_targets else None,
@@ -93,9 +91,9 @@ class Notifier:
         if self.wake_sender is not None and "sent" in results:
             self.wake_sender.set()
 
-    async def _observe(self, transition: AlertTransition, now: datetime) -> bool:
-        """Show ``transition`` to the inhibitor; True if that made held groups due."""
-        if self.inhibitor is None or not await self.inhibitor.observe(transition):
+    async def _observe(self, transitions: Sequence[AlertTransition], now: datetime) -> bool:
+        """Show the batch to the inhibitor; True if that made held groups due."""
+        if self.inhibitor is None or not await self.inhibitor.observe(transitions):
             return False
         held = await self.inhibitor.holding()
         await self.groups.wake(held, now)

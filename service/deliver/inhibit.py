@@ -12,7 +12,7 @@ re-checked at least every ``RECHECK``, and at once when a source resolves).
 Usage::
 
     inhibitor = Inhibitor(redis, streams, notify.all_inhibit_rules(), labels=router.labels)
-    await inhibitor.observe(transition)                 # the notifier, for every transition
+    await inhibitor.observe(transitions)                # the notifier, for every batch
     muted = await inhibitor.muted(transitions)          # alert id -> Inhibition, at a flush
 """
 
@@ -31,7 +31,7 @@ from config.notify import InhibitRule
 from config.redis_text import decoded
 from config.settings import StreamSettings
 from service.deliver.routing import matches
-from service.slot_owner import transaction
+from service.slot_owner import slot_owner, transaction
 from workers.contract.alerts import AlertTransition
 
 __all__ = [
@@ -50,6 +50,23 @@ RECHECK = timedelta(minutes=1)
 # A resolved source is remembered this long, so that its firing read late (a reclaimed stream
 # entry) does not make it fire again for ever.
 _ENDED_TTL_S = 86400
+
+# Per source transition (status, alert id, labels; its ``ended`` key): a firing one is kept as
+# a source unless it already ended, a resolved one is forgotten and remembered as ended.
+_OBSERVE = """
+local stopped = 0
+for i = 2, #KEYS do
+  local a = 3 * (i - 2) + 1
+  if ARGV[a + 1] == 'resolved' then
+    redis.call('SET', KEYS[i], '1', 'EX', tonumber(ARGV[1]))
+    redis.call('HDEL', KEYS[1], ARGV[a + 2])
+    stopped = 1
+  elseif redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[a + 2], ARGV[a + 3])
+  end
+end
+return stopped
+"""
 
 Labels = Mapping[str, str]
 
@@ -162,6 +179,7 @@ class Inhibitor:
         # Groups holding an inhibited alert, flushed at once when a source resolves.
         self.holding_key = streams.keyspace.inhibit_holding()
         self._last: tuple[dict[Any, Any], FiringSources] | None = None
+        self._observe = redis.register_script(_OBSERVE)
 
     @property
     def active(self) -> bool:
@@ -173,21 +191,23 @@ class Inhibitor:
     def _is_target(self, labels: dict[str, str]) -> bool:
         return any(side_matches(rule, "target", labels) for rule in self._rules)
 
-    async def observe(self, transition: AlertTransition) -> bool:
-        """Track a source's firing or end; True when a source stopped firing."""
-        labels = self._labels(transition)
-        if not self._rules or not self._is_source(labels):
+    async def observe(self, transitions: Sequence[AlertTransition]) -> bool:
+        """Track the sources' firings and ends, in order, in one script call (a notifier's
+        batch: two round trips per source had the batch wait on them); True when a source
+        stopped firing."""
+        if not self._rules:
             return False
-        ended = self._streams.keyspace.inhibit_ended(transition.alert_id)
-        if transition.status == "resolved":
-            async with transaction(self._redis, self._streams.keyspace.slot_key()) as pipe:
-                pipe.set(ended, "1", ex=_ENDED_TTL_S)
-                pipe.hdel(self.sources_key, transition.alert_id)
-                await pipe.execute()
-            return True
-        if not await self._redis.exists(ended):
-            await self._redis.hset(self.sources_key, transition.alert_id, json.dumps(labels))
-        return False
+        keys = [self.sources_key]
+        args: list[str] = [str(_ENDED_TTL_S)]
+        for transition in transitions:
+            labels = self._labels(transition)
+            if self._is_source(labels):
+                keys.append(self._streams.keyspace.inhibit_ended(transition.alert_id))
+                args += [transition.status, transition.alert_id, json.dumps(labels)]
+        if len(keys) == 1:
+            return False
+        owner = await slot_owner(self._redis, self._streams.keyspace.slot_key())
+        return bool(await self._observe(keys=keys, args=args, client=owner))
 
     async def sources(self) -> FiringSources:
         return self.firing(await self._redis.hgetall(self.sources_key))
