@@ -108,6 +108,24 @@ async def test_a_target_that_resolves_while_inhibited_is_never_sent(
     assert len(await records(notify)) == 1
 
 
+async def test_a_batch_shows_its_sources_in_order_and_a_late_firing_revives_none(
+    settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
+) -> None:
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
+    exhausted = transition()
+    ended = resolved(exhausted, clock.now)
+    # A source that fires and ends within one batch, then its firing read again, late (an
+    # entry reclaimed from a replica that stalled): it mutes nothing after its end.
+    await notify.notifier.handle_batch([(exhausted.to_json(), "1-0"), (ended.to_json(), "2-0")])
+    await notify.notifier.handle_batch([(exhausted.to_json(), "1-0")])
+    assert (await notify.inhibitor.sources()).labels == {}
+    await notify.notifier.handle(low().to_json(), "3-0")
+    await notify.run_once()
+    await notify.run_once()
+    assert got(sink)[-1] == "credit.low firing 71"
+    assert await records(notify) == []
+
+
 async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
     settings: Settings, sink: WebhookSink, clock: FakeClock, notify_with: NotifyWith
 ) -> None:
