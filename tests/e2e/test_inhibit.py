@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,19 +25,6 @@ from tests.support.cli import refused_config
 from tests.support.notify import NotifyWith, notify_settings, resolved, run_rounds, transition
 from tests.support.receiver import WebhookSink
 from workers.contract.alerts import AlertTransition
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    async with WebhookSink() as server:
-        yield server
-
-
-def got(sink: WebhookSink) -> list[str]:
-    """``"kind status advertiser"`` per verified POST, in arrival order."""
-    return [
-        f"{p['type']} {p['data']['status']} {p['data']['advertiser_id']}" for p in sink.payloads()
-    ]
 
 
 async def records(notify: NotifyPipeline) -> list[Delivery]:
@@ -68,7 +54,7 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
     await notify.notifier.handle_batch([*entries, (low("72").to_json(), "3-0")])
     await notify.run_once()
     await notify.run_once()  # the sender delivers what the flush made
-    assert sorted(got(sink)) == ["credit.exhausted firing 71", "credit.low firing 72"]
+    assert sorted(sink.arrived()) == ["credit.exhausted firing 71", "credit.low firing 72"]
     [record] = await records(notify)
     assert [t.kind for t in record.transitions] == ["credit.low"]
     assert record.transitions[0].advertiser_id == "71"
@@ -77,7 +63,7 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
     # Looking again later records nothing twice and still sends nothing.
     clock.advance(timedelta(minutes=5))
     await notify.run_once()
-    assert len(await records(notify)) == 1 and len(got(sink)) == 2
+    assert len(await records(notify)) == 1 and len(sink.arrived()) == 2
     assert REGISTRY.get_sample_value("creditwatch_deliveries_total", counted) == before + 1
 
     # The source resolves: the low alert, still firing, goes out now (its group is woken,
@@ -86,7 +72,7 @@ async def test_exhausted_inhibits_low_of_the_same_account_until_it_resolves(
     await notify.notifier.handle(resolved(exhausted, clock.now).to_json(), "4-0")
     await notify.run_once()
     await notify.run_once()
-    assert sorted(got(sink)[2:]) == ["credit.exhausted resolved 71", "credit.low firing 71"]
+    assert sorted(sink.arrived()[2:]) == ["credit.exhausted resolved 71", "credit.low firing 71"]
     assert len(sink.received) == 4 and all(r.verified for r in sink.received)
 
 
@@ -104,7 +90,7 @@ async def test_a_target_that_resolves_while_inhibited_is_never_sent(
     clock.advance(timedelta(minutes=2))
     await notify.notifier.handle(resolved(exhausted, clock.now).to_json(), "4-0")
     await run_rounds(notify, clock, 3, timedelta(minutes=2))
-    assert got(sink) == ["credit.exhausted firing 71", "credit.exhausted resolved 71"]
+    assert sink.arrived() == ["credit.exhausted firing 71", "credit.exhausted resolved 71"]
     assert len(await records(notify)) == 1
 
 
@@ -122,7 +108,7 @@ async def test_a_batch_shows_its_sources_in_order_and_a_late_firing_revives_none
     await notify.notifier.handle(low().to_json(), "3-0")
     await notify.run_once()
     await notify.run_once()
-    assert sorted(got(sink)) == [
+    assert sorted(sink.arrived()) == [
         "credit.exhausted firing 71",
         "credit.exhausted resolved 71",
         "credit.low firing 71",
@@ -141,17 +127,17 @@ async def test_an_alert_already_sent_is_not_repeated_while_inhibited(
     await notify.notifier.handle(transition(starts_at=clock.now).to_json(), "2-0")
     await notify.run_once()
     await notify.run_once()
-    assert got(sink) == ["credit.low firing 71", "credit.exhausted firing 71"]
+    assert sink.arrived() == ["credit.low firing 71", "credit.exhausted firing 71"]
     clock.advance(timedelta(hours=4, minutes=1))
     await notify.run_once()
     await notify.run_once()
     # The exhausted alert repeats; the low one it mutes does not.
-    assert got(sink)[2:] == ["credit.exhausted firing 71"]
+    assert sink.arrived()[2:] == ["credit.exhausted firing 71"]
     # Told of its firing, the receiver is told of its end, inhibited or not.
     await notify.notifier.handle(resolved(target, clock.now).to_json(), "3-0")
     await notify.run_once()
     await notify.run_once()
-    assert got(sink)[3:] == ["credit.low resolved 71"]
+    assert sink.arrived()[3:] == ["credit.low resolved 71"]
 
 
 async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
@@ -180,7 +166,7 @@ async def test_user_rules_with_account_labels_and_the_defaults_switched_off(
     await notify.run_once()
     # 72 shares the team label with the stale 71 and is muted, 73 is in another team; low of
     # 71 is muted by the stale alert (same team), not by a default rule (switched off).
-    assert sorted(got(sink)) == ["credit.exhausted firing 73", "data.stale firing 71"]
+    assert sorted(sink.arrived()) == ["credit.exhausted firing 73", "data.stale firing 71"]
     assert sorted(r.transitions[0].advertiser_id for r in await records(notify)) == ["71", "72"]
 
 
@@ -192,7 +178,7 @@ async def test_without_the_defaults_exhausted_does_not_mute_low(
     await notify.notifier.handle(low().to_json(), "2-0")
     await notify.run_once()
     await notify.run_once()
-    assert sorted(got(sink)) == ["credit.exhausted firing 71", "credit.low firing 71"]
+    assert sorted(sink.arrived()) == ["credit.exhausted firing 71", "credit.low firing 71"]
 
 
 @pytest.mark.parametrize(

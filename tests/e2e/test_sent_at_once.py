@@ -6,7 +6,6 @@ or group still waits for one."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -20,19 +19,6 @@ from tests.support.notify import NotifyWith, notify_settings, resolved, transiti
 from tests.support.receiver import WebhookSink
 
 REPEAT = timedelta(hours=4)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    async with WebhookSink() as server:
-        yield server
-
-
-def got(sink: WebhookSink) -> list[str]:
-    """``"kind status advertiser"`` per verified POST, in arrival order."""
-    return [
-        f"{p['type']} {p['data']['status']} {p['data']['advertiser_id']}" for p in sink.payloads()
-    ]
 
 
 def hooked(settings: Settings, sink: WebhookSink, **route: Any) -> Settings:
@@ -71,7 +57,7 @@ async def test_a_zero_wait_webhook_is_sent_on_joining_and_its_group_kept_as_a_fl
     assert await notify.deliveries.queue_size() == 1
     assert await notify.groups.flush_due(clock.now) == []
     await notify.sender.run_once()
-    assert got(sink) == ["credit.exhausted firing 71"]
+    assert sink.arrived() == ["credit.exhausted firing 71"]
     # The firing alert stays in its group, due for its reminder a repeat interval on.
     [(gid, due)] = await group_rows(redis_client, notify)
     assert due == to_epoch(clock.now + REPEAT)
@@ -87,7 +73,7 @@ async def test_a_zero_wait_webhook_is_sent_on_joining_and_its_group_kept_as_a_fl
     clock.advance(REPEAT)
     await notify.run_once()
     await notify.run_once()
-    assert got(sink) == ["credit.exhausted firing 71"] * 2
+    assert sink.arrived() == ["credit.exhausted firing 71"] * 2
     [reminder] = [d for d in await notify.deliveries.history(limit=10) if d.repeat]
     assert reminder.id.endswith(":repeat-2")
 
@@ -96,7 +82,7 @@ async def test_a_zero_wait_webhook_is_sent_on_joining_and_its_group_kept_as_a_fl
     await notify.notifier.handle(resolved(firing, clock.now).to_json(), "2-0")
     assert await notify.deliveries.queue_size() == 1
     await notify.sender.run_once()
-    assert got(sink)[-1] == "credit.exhausted resolved 71"
+    assert sink.arrived()[-1] == "credit.exhausted resolved 71"
     assert await group_rows(redis_client, notify) == []
     assert await redis_client.exists(group, pending, firing_key) == 0
     assert all(r.verified for r in sink.received) and len(sink.received) == 3
@@ -130,7 +116,7 @@ async def test_what_a_flush_would_hold_back_still_waits_for_one(
     clock.advance(timedelta(seconds=wait))
     await notify.run_once()
     await notify.run_once()
-    assert got(sink) == ["credit.low firing 71"]
+    assert sink.arrived() == ["credit.low firing 71"]
 
 
 async def test_a_transition_joining_a_group_that_holds_another_waits_with_it(
@@ -152,4 +138,4 @@ async def test_a_transition_joining_a_group_that_holds_another_waits_with_it(
     assert await notify.deliveries.queue_size() == 0  # joined the held one, not sent alone
     await notify.run_once()
     await notify.run_once()
-    assert sorted(got(sink)) == ["credit.exhausted firing 72", "credit.low firing 71"]
+    assert sorted(sink.arrived()) == ["credit.exhausted firing 72", "credit.low firing 71"]

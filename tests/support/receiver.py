@@ -89,6 +89,13 @@ class WebhookSink:
     def payloads(self) -> list[dict[str, Any]]:
         return [r.payload for r in self.received if r.payload is not None]
 
+    def arrived(self) -> list[str]:
+        """``"kind status advertiser"`` per verified POST, in arrival order."""
+        return [
+            f"{p['type']} {p['data']['status']} {p['data']['advertiser_id']}"
+            for p in self.payloads()
+        ]
+
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
         headers = dict(request.headers)
