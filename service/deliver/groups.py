@@ -101,9 +101,9 @@ local function deliver(k, a)
   redis.call('SET', KEYS[k + 7], ARGV[a + 13], 'NX')
   redis.call('ZADD', KEYS[2], 'NX', now, ARGV[a + 12])
   redis.call('ZADD', KEYS[1], 'NX', now, ARGV[a + 12])
-  redis.call('HSET', KEYS[k + 2], 'last_sent_at', ARGV[a + 5])
-  redis.call('HINCRBY', KEYS[k + 2], 'seq', 1)
   if redis.call('HLEN', KEYS[k + 4]) > 0 then
+    redis.call('HSET', KEYS[k + 2], 'last_sent_at', ARGV[a + 5])
+    redis.call('HINCRBY', KEYS[k + 2], 'seq', 1)
     redis.call('ZADD', KEYS[k + 5], now + tonumber(ARGV[a + 14]), ARGV[a + 8])
   else
     redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
@@ -257,11 +257,11 @@ class GroupStore:
         ]
         if any(at_once) and self.inhibitor is not None and self.inhibitor.active:
             muted = await self.inhibitor.muted(
-                [join.transition for join, now in zip(joins, at_once, strict=True) if now]
+                [join.transition for join, wanted in zip(joins, at_once, strict=True) if wanted]
             )
             at_once = [
-                now and join.transition.alert_id not in muted
-                for join, now in zip(joins, at_once, strict=True)
+                wanted and join.transition.alert_id not in muted
+                for join, wanted in zip(joins, at_once, strict=True)
             ]
         return at_once
 
