@@ -8,10 +8,11 @@ One run, the same machine, the same receiver, the same load, one phase after the
 1. **Alertmanager** (Debian's ``prometheus-alertmanager``, started here on a free port, no
    cluster): route ``group_by: [group]``, ``group_wait: 0s``, ``group_interval: 1s``, a
    webhook receiver at the sink. 240 probe alerts, each a group of its own, are POSTed to
-   ``/api/v2/alerts``, one in each 50 ms slot at a random moment of it (the load's chunks
-   come every 50 ms too: see ``probe_slots``); a sample runs from just before its POST to its arrival
-   at the sink. Idle, then while a child process POSTs 1,000 alerts/s (50 every 50 ms),
-   each a new alert of one of 5,000 other groups, so every group has news to notify.
+   ``/api/v2/alerts``, one in each 50 ms slot at a random moment of it (the load's
+   chunks come every 50 ms too: see ``probe_slots``); a sample runs from just before its
+   POST to its arrival at the sink. Idle, then while a child process POSTs 1,000 alerts/s
+   (50 every 50 ms), each a new alert of one of 5,000 other groups, so every group has news
+   to notify.
 2. **creditwatch**: the real service role (``service_role``: notifier, groups, durable
    deliveries, sender), first in one child process, then in one per core (replicas in the
    same consumer groups, as Running at scale describes; Alertmanager is one process on every
@@ -636,8 +637,9 @@ async def main() -> None:
         for n, cw in runs.items()
     )
     figures = (
-        f"probes {PROBES}, one per {PROBE_EVERY_S * 1000:g} ms slot at a random moment; Alertmanager 0.25 (one process, "
-        f"every core) idle {am.idle.text()}, under {am.rate:,.0f} alerts/s ({GROUPS:,} groups, "
+        f"probes {PROBES}, one per {PROBE_EVERY_S * 1000:g} ms slot at a random moment; "
+        f"Alertmanager 0.25 (one process, every core) idle {am.idle.text()}, "
+        f"under {am.rate:,.0f} alerts/s ({GROUPS:,} groups, "
         f"{am.notified:,} notifications) {am.loaded.text()}, "
         f"{am.cpu_per_notification_s * 1e6:,.0f} us CPU per notification; {sides} "
         f"(transitions injected on the alerts stream as the detector writes them); receiver "
