@@ -32,7 +32,8 @@ sender's sustained rate is the loaded phase's webhooks over the time from the lo
 the last one's arrival (the load's own rate when delivery keeps up). Each side's CPU under
 load is read from ``/proc`` (psutil): Alertmanager's per notification, the service process's
 per webhook, from the load's start to the last arrival (steadier than a p99 on a machine whose
-speed moves, and what decides how close to busy the process runs). The detection step is
+speed moves, and what decides how close to busy the process runs), and the Redis server's per
+webhook from ``INFO cpu`` (the load's own XADDs included). The detection step is
 not in this benchmark (benchmark 4 measures snapshot -> webhook).
 
 Times are ``time.monotonic()`` in every process (CLOCK_MONOTONIC is machine-wide on Linux).
@@ -446,6 +447,12 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """The Redis server's user and system CPU time so far (``INFO cpu``)."""
+    cpu = await redis.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 @dataclass(frozen=True)
 class AlertmanagerRun:
     idle: Latencies
@@ -484,6 +491,7 @@ class CreditwatchRun:
     rate: float
     delivered_per_s: float  # from the load's start to the last webhook's arrival
     cpu_per_webhook_s: float  # the service's CPU from the load's start to the last webhook
+    redis_cpu_per_webhook_s: float  # the Redis server's, the load's injection included
     expected: int
     stats: dict[str, Any]
     statuses: Counter[str]
@@ -526,6 +534,7 @@ async def creditwatch_phases(
             await wait_for(load.started, load.process, "the creditwatch load", 60)
             load_began = time.monotonic()
             cpu_began = sum(cpu_seconds(p.pid or 0) for p, _ in services)
+            redis_began = await redis_cpu_seconds(redis)
             await asyncio.sleep(WARMUP_S)
             sent = await cw_probes(redis, streams, "loaded")
         finally:
@@ -533,6 +542,7 @@ async def creditwatch_phases(
         expected = 2 * PROBES + injected
         stats = await sink.wait(lambda s: s["unique"] >= expected, DRAIN_TIMEOUT_S)
         cpu = sum(cpu_seconds(p.pid or 0) for p, _ in services) - cpu_began
+        redis_cpu = await redis_cpu_seconds(redis) - redis_began
         loaded = Latencies.of(sent, stats["probes"])
         # Webhooks of the loaded phase over the time from the load's start to the last one's
         # arrival: the sender's sustained rate (the load's own when it keeps up).
@@ -552,13 +562,14 @@ async def creditwatch_phases(
             await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
     await sink.reset()
-    cpu_per_webhook_s = cpu / max(int(stats["unique"]) - PROBES, 1)
+    webhooks = max(int(stats["unique"]) - PROBES, 1)
     return CreditwatchRun(
         idle,
         loaded,
         injected / seconds,
         delivered_per_s,
-        cpu_per_webhook_s,
+        cpu / webhooks,
+        redis_cpu / webhooks,
         expected,
         stats,
         statuses,
@@ -576,7 +587,8 @@ def checks(cw: CreditwatchRun) -> tuple[str, list[str]]:
     text = (
         f"idle {cw.idle.text()}, under {cw.rate:,.0f} transitions/s ({GROUPS:,} groups) "
         f"{cw.loaded.text()}, delivered {cw.delivered_per_s:,.0f} webhooks/s from the load's "
-        f"start to the last, {cw.cpu_per_webhook_s * 1e6:,.0f} us of service CPU per webhook; "
+        f"start to the last, {cw.cpu_per_webhook_s * 1e6:,.0f} us of service CPU and "
+        f"{cw.redis_cpu_per_webhook_s * 1e6:,.0f} us of Redis CPU per webhook; "
         f"webhooks {unique:,}/{cw.expected:,} arrived, {lost} lost, {duplicates} twice, "
         f"{unverified} unverified; deliveries in Redis {delivered:,} delivered, "
         f"{cw.queued} still queued"
