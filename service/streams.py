@@ -21,7 +21,7 @@ from typing import Any, cast
 import structlog
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
+from faststream.redis.annotations import RedisStreamMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -101,8 +101,11 @@ async def _ids_only(
     return await original({**message, "data": [], _ENTRIES: message["data"]})
 
 
-def batch_entries(message: RedisBatchStreamMessage) -> list[tuple[bytes, str]]:
-    """(payload, entry id) of each entry of a batch read through ``_ids_only``."""
+async def batch_entries(message: StreamMessage[Any]) -> list[tuple[bytes, str]]:
+    """The batch's decoder: (payload, entry id) of each entry read through ``_ids_only``,
+    what its handler is called with. A handler taking the message itself gets it through
+    FastStream's context, whose lookup fast_depends runs in a worker thread: a thread hop
+    per batch, and the GIL passed back and forth under load."""
     raw = cast("Mapping[str, Any]", message.raw_message)
     return [
         (payload_of(fields), decoded(entry_id))
@@ -162,13 +165,16 @@ def consume(
     else:
         run_batch = handle_batch
         batch = broker.subscriber(
-            stream=StreamSub(stream, batch=True, **read), parser=_ids_only, title=title
+            stream=StreamSub(stream, batch=True, **read),
+            parser=_ids_only,
+            decoder=batch_entries,
+            title=title,
         )
 
         @batch
-        async def on_batch(message: RedisBatchStreamMessage) -> None:
+        async def on_batch(entries: Any) -> None:
             # An exception leaves the whole batch pending: reclaimed entry by entry later.
-            await run_batch(batch_entries(message))
+            await run_batch(cast("list[tuple[bytes, str]]", entries))
 
         live = [batch]
 

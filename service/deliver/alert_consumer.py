@@ -34,6 +34,7 @@ from service.deliver.disabled import DisabledReceivers
 from service.deliver.groups import AddResult, GroupStore, Join
 from service.deliver.inhibit import Inhibitor
 from service.deliver.routing import Router, RouteTarget
+from service.deliver.sender import Sender
 from service.deliver.silences import Silence, Silences, first_matching
 from workers.contract.alerts import AlertTransition, parse_transition
 
@@ -59,6 +60,7 @@ class Notifier:
     clock: Clock = utc_now
     wake: asyncio.Event | None = None  # the flusher's
     wake_sender: asyncio.Event | None = None  # for joins sent at once
+    sender: Sender | None = None  # takes them in hand while its loop runs
     extra_targets: ExtraTargets | None = None
     inhibitor: Inhibitor | None = None
 
@@ -83,12 +85,22 @@ class Notifier:
         for transition in transitions:
             # Each at its own time: groups made by one batch are due in stream order.
             joins += await self._joins(transition, view, self.clock())
-        results = await self.groups.add_many([join for join, _ in joins])
+        # What is sent on joining goes to this process's sender in hand, leased to it, when
+        # it has room for all of them: no claim round, no reading back what was just written.
+        leased_until = None
+        if self.sender is not None and self.sender.room() >= len(joins):
+            leased_until = self.clock() + self.sender.lease
+        joined = await self.groups.add_many([join for join, _ in joins], leased_until=leased_until)
+        results = [result for result, _ in joined]
         for (join, silence), result in zip(joins, results, strict=True):
             await self._joined(join, silence, result)
         if self.wake is not None and (woke or "added" in results):
             self.wake.set()
-        if self.wake_sender is not None and "sent" in results:
+        made = [delivery for _, delivery in joined if delivery is not None]
+        if made and leased_until is not None:
+            assert self.sender is not None
+            self.sender.take(made, leased_until=leased_until)
+        elif made and self.wake_sender is not None:
             self.wake_sender.set()
 
     async def _observe(self, transitions: Sequence[AlertTransition], now: datetime) -> bool:

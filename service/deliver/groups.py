@@ -38,7 +38,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -61,7 +61,7 @@ from service.slot_owner import slot_owner
 from service.write_batch import WriteBatch
 from workers.contract.alerts import AlertTransition
 
-__all__ = ["AddResult", "GroupStore", "Join"]
+__all__ = ["AddResult", "GroupStore", "Join", "Joined"]
 
 log = structlog.get_logger(__name__)
 
@@ -90,17 +90,21 @@ _ROUTED_TTL_S = 400 * 24 * 3600
 
 # Join a group once per (receiver, transition); schedule the group, or send at once. See the
 # module docstring. One call takes a batch of joins, in order, after the deliveries' due and
-# history keys and the history's start: 7 keys and 14 arguments each (one call per join cost
-# redis-py a reply of its own to read and check, ~20 us). A join sent at once has its
-# delivery document in ARGV[a + 13] ('' for any other) and writes what ``_queue_flush``
-# would for a flush of that one transition.
+# history keys, the history's start and the lease of what is sent at once ('' for none):
+# 7 keys and 14 arguments each (one call per join cost redis-py a reply of its own to read
+# and check, ~20 us). A join sent at once has its delivery document in ARGV[a + 13] ('' for
+# any other) and writes what ``_queue_flush`` would for a flush of that one transition; its
+# delivery is due at once, or leased to the caller, whose sender has it in hand. One made
+# before (a join whose routed mark was lost) stays as it is: 'duplicate'.
 _ADD = """
 local sent = false
 local function deliver(k, a)
   local now = tonumber(ARGV[a + 5])
-  redis.call('SET', KEYS[k + 7], ARGV[a + 13], 'NX')
+  local made = redis.call('SET', KEYS[k + 7], ARGV[a + 13], 'NX')
+  local due = now
+  if made and ARGV[2] ~= '' then due = tonumber(ARGV[2]) end
   redis.call('ZADD', KEYS[2], 'NX', now, ARGV[a + 12])
-  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[a + 12])
+  redis.call('ZADD', KEYS[1], 'NX', due, ARGV[a + 12])
   if redis.call('HLEN', KEYS[k + 4]) > 0 then
     redis.call('HSET', KEYS[k + 2], 'last_sent_at', ARGV[a + 5])
     redis.call('HINCRBY', KEYS[k + 2], 'seq', 1)
@@ -110,7 +114,8 @@ local function deliver(k, a)
     redis.call('ZREM', KEYS[k + 5], ARGV[a + 8])
   end
   sent = true
-  return 'sent'
+  if made then return 'sent' end
+  return 'duplicate'
 end
 local function at_once(k, a)
   return ARGV[a + 13] ~= '' and redis.call('HLEN', KEYS[k + 3]) == 0
@@ -165,7 +170,7 @@ local function add(k, a)
   return 'added'
 end
 local out = {}
-for i = 0, (#KEYS - 2) / 7 - 1 do out[i + 1] = add(2 + 7 * i, 1 + 14 * i) end
+for i = 0, (#KEYS - 2) / 7 - 1 do out[i + 1] = add(2 + 7 * i, 2 + 14 * i) end
 if sent then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) end
 return out
 """
@@ -214,22 +219,34 @@ class GroupStore:
         notify: bool,
     ) -> AddResult:
         """Join the group; ``notify`` False records the alert's state without sending it."""
-        (result,) = await self.add_many([Join(target, labels, transition, notify, now)])
+        ((result, _),) = await self.add_many([Join(target, labels, transition, notify, now)])
         return result
 
-    async def add_many(self, joins: Sequence[Join]) -> list[AddResult]:
-        """``add`` each, in order, in one script call (a notifier's batch)."""
+    async def add_many(
+        self, joins: Sequence[Join], *, leased_until: datetime | None = None
+    ) -> list[Joined]:
+        """``add`` each, in order, in one script call (a notifier's batch). With
+        ``leased_until`` the deliveries sent at once are leased to the caller until then (its
+        sender takes them from the result) instead of queued as due."""
         if not joins:
             return []
         # Every group key is in one slot ({g} on a Cluster): one script call on its master.
         owner = await slot_owner(self.redis, self.streams.keyspace.slot_key())
         now = max(join.at for join in joins)
         keys: list[str] = [self.deliveries.due_key, self.deliveries.index_key]
-        args: list[Any] = [repr(to_epoch(self.deliveries.history_start(now)))]
+        args: list[Any] = [
+            repr(to_epoch(self.deliveries.history_start(now))),
+            repr(to_epoch(leased_until)) if leased_until is not None else "",
+        ]
+        made: list[Delivery | None] = []
         for join, at_once in zip(joins, await self._sent_at_once(joins), strict=True):
-            join_keys, join_args = self._add_call(join, at_once=at_once)
+            delivery = (
+                self._one_alert(join.target.receiver, join.transition, join.at) if at_once else None
+            )
+            join_keys, join_args = self._add_call(join, delivery)
             keys += join_keys
             args += join_args
+            made.append(delivery)
         if self.streams.wait_replicas:
             # On the script's own connection: WAIT counts the replicas that have its writes.
             async with owner.pipeline(transaction=False) as pipe:
@@ -241,7 +258,12 @@ class GroupStore:
         else:
             results = await self._add(keys=keys, args=args, client=owner)
         # The script returns one of AddResult per join.
-        return [cast("AddResult", decoded(r)) for r in results]
+        return [
+            Joined(result, delivery if result == "sent" else None)
+            for result, delivery in zip(
+                (cast("AddResult", decoded(r)) for r in results), made, strict=True
+            )
+        ]
 
     async def _sent_at_once(self, joins: Sequence[Join]) -> list[bool]:
         """Per join, whether to send it on joining if its group holds nothing else (the script
@@ -268,7 +290,9 @@ class GroupStore:
     def _mutes(self, names: Sequence[str]) -> list[MuteTimeInterval]:
         return [m for n in names if (m := self.mute_intervals(n))]
 
-    def _add_call(self, join: Join, *, at_once: bool) -> tuple[list[str], list[Any]]:
+    def _add_call(self, join: Join, delivery: Delivery | None) -> tuple[list[str], list[Any]]:
+        """The script's keys and arguments for one join; ``delivery`` is the one it makes
+        when sent at once."""
         target, transition = join.target, join.transition
         gid = target.group_id(join.labels)
         group, pending, firing = self._keys(gid)
@@ -282,7 +306,6 @@ class GroupStore:
         }
         seen = self.streams.keyspace.routed(target.receiver, transition.transition_id)
         early = self.streams.keyspace.early_resolved(target.receiver, transition.alert_id)
-        delivery = self._one_alert(target.receiver, transition, join.at) if at_once else None
         delivery_id = delivery.id if delivery is not None else ""
         keys = [seen, group, pending, firing, self.due_key, early, self.deliveries.key(delivery_id)]
         args = [
@@ -539,6 +562,13 @@ class GroupStore:
             now=now,
             repeat=repeat_seq is not None,
         )
+
+
+class Joined(NamedTuple):
+    """What one join did, and the delivery it made when it was sent at once."""
+
+    result: AddResult
+    delivery: Delivery | None
 
 
 @dataclass(frozen=True)

@@ -178,20 +178,6 @@ class NotifyPipeline:
             mute_intervals=self._mute_interval,
             inhibitor=self.inhibitor,
         )
-        self.notifier = Notifier(
-            router,
-            self.groups,
-            silences=self.silences,
-            deliveries=self.deliveries,
-            disabled=self.disabled,
-            dead_letters=self.dead_letters,
-            send_resolved={r.name: r.send_resolved for r in notify.all_receivers()},
-            clock=clock,
-            wake=self.flush_wake,
-            wake_sender=self.send_wake,
-            extra_targets=lambda: self.subscriptions.router(notify),
-            inhibitor=self.inhibitor,
-        )
         self.sender = Sender(
             self.deliveries,
             self.receivers,
@@ -205,6 +191,21 @@ class NotifyPipeline:
             rng=rng or random.Random(),  # noqa: S311 - jitter, not cryptography
             resolve=lambda name: self.subscriptions.receiver(name, notify, to_subscribers, clock),
             fallbacks={r.name: r.fallback for r in notify.all_receivers() if r.fallback},
+        )
+        self.notifier = Notifier(
+            router,
+            self.groups,
+            silences=self.silences,
+            deliveries=self.deliveries,
+            disabled=self.disabled,
+            dead_letters=self.dead_letters,
+            send_resolved={r.name: r.send_resolved for r in notify.all_receivers()},
+            clock=clock,
+            wake=self.flush_wake,
+            wake_sender=self.send_wake,
+            extra_targets=lambda: self.subscriptions.router(notify),
+            inhibitor=self.inhibitor,
+            sender=self.sender,
         )
         self.digests = Digests(redis, settings, self.deliveries, clock)
         self._tasks: list[asyncio.Task[None]] = []

@@ -106,6 +106,10 @@ class Sender:
     # Receiver -> the receiver its failed deliveries go to.
     fallbacks: Mapping[str, str] = field(default_factory=dict)
     _sending: dict[str, asyncio.Semaphore] = field(default_factory=dict, init=False)
+    # The running loop's claimed and unfinished chains (``run``), and what it does when one
+    # finishes; None while no loop runs.
+    _in_flight: dict[asyncio.Task[None], list[str]] = field(default_factory=dict, init=False)
+    _finished: Callable[[asyncio.Task[None]], None] | None = field(default=None, init=False)
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were claimed."""
@@ -115,6 +119,31 @@ class Sender:
         await asyncio.gather(*(self._process_chain(chain, claimed) for chain in chains(ids)))
         metrics.RETRY_QUEUE.set(await self.store.queue_size())
         return len(ids)
+
+    def room(self) -> int:
+        """Deliveries ``take`` accepts now: 0 unless the loop (``run``) is running."""
+        if self._finished is None:
+            return 0
+        return max(0, MAX_IN_FLIGHT - self._claimed())
+
+    def take(self, deliveries: Sequence[Delivery], *, leased_until: datetime) -> None:
+        """Send deliveries this process just made and leased to itself (the notifier's, sent on
+        joining) as if a round had claimed them: no claim, no reading back what is in hand.
+        Their lease makes them another sender's only if this one dies or runs out of time."""
+        if self._finished is None:
+            raise RuntimeError("take needs the running loop (run)")
+        page = _Page({d.id: d for d in deliveries}, {}, leased_until)
+        self._start(chains([d.id for d in deliveries]), page)
+
+    def _claimed(self) -> int:
+        return sum(map(len, self._in_flight.values()))
+
+    def _start(self, claimed_chains: list[list[str]], page: _Page) -> None:
+        assert self._finished is not None
+        for chain in claimed_chains:
+            task = asyncio.create_task(self._process_logged(chain, page))
+            self._in_flight[task] = chain
+            task.add_done_callback(self._finished)
 
     async def _read_page(self, delivery_ids: Sequence[str], *, leased_until: datetime) -> _Page:
         """The claimed deliveries' documents, and which of their receivers are disabled."""
@@ -279,21 +308,21 @@ class Sender:
         At most ``MAX_IN_FLIGHT`` are claimed and not yet done: a backlog stays in Redis
         rather than queued here past its lease (then it would be claimed, and sent, twice).
         """
-        in_flight: dict[asyncio.Task[None], list[str]] = {}
+        in_flight = self._in_flight
         backlog = False  # the last round left due deliveries behind (a full page, or no room)
 
         def finished(done: asyncio.Task[None]) -> None:
             in_flight.pop(done, None)
-            if backlog and sum(map(len, in_flight.values())) <= MAX_IN_FLIGHT - CLAIM_PAGE:
+            if backlog and self._claimed() <= MAX_IN_FLIGHT - CLAIM_PAGE:
                 wake.set()  # room for a page of the backlog: no waiting for the next tick
 
+        self._finished = finished
         try:
             while not stopping.is_set():
                 wake.clear()
                 backlog, page = False, CLAIM_PAGE
                 try:
-                    room = MAX_IN_FLIGHT - sum(map(len, in_flight.values()))
-                    page = min(room, CLAIM_PAGE)
+                    page = min(MAX_IN_FLIGHT - self._claimed(), CLAIM_PAGE)
                     now = self.clock()
                     claimed = (
                         await self.store.claim(now, lease=self.lease, limit=page)
@@ -301,10 +330,7 @@ class Sender:
                         else []
                     )
                     read = await self._read_page(claimed, leased_until=now + self.lease)
-                    for chain in chains(claimed):
-                        task = asyncio.create_task(self._process_logged(chain, read))
-                        in_flight[task] = chain
-                        task.add_done_callback(finished)
+                    self._start(chains(claimed), read)
                     backlog = len(claimed) == page
                     metrics.RETRY_QUEUE.set(await self.store.queue_size())
                 except Exception:
@@ -312,10 +338,12 @@ class Sender:
                 if not backlog or page < CLAIM_PAGE:
                     await wait_for_event(wake, every_s)
         finally:
+            self._finished = None
             # Stopped mid-attempt: hand the deliveries back so a restart tries them at once
             # (had the attempt gone through, the receiver drops the repeat by its id).
             interrupted = [delivery_id for chain in in_flight.values() for delivery_id in chain]
             await cancel_and_wait(list(in_flight))
+            in_flight.clear()
             with contextlib.suppress(Exception):
                 await self.store.release(interrupted, self.clock())
 
