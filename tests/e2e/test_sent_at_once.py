@@ -16,7 +16,8 @@ from config.settings import Settings
 from service.deliver.clock import FakeClock, to_epoch
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.notify import NotifyWith, notify_settings, resolved, transition
-from tests.support.receiver import WebhookSink
+from tests.support.receiver import Reply, WebhookSink
+from tests.support.waiting import eventually
 
 REPEAT = timedelta(hours=4)
 
@@ -139,3 +140,36 @@ async def test_a_transition_joining_a_group_that_holds_another_waits_with_it(
     await notify.run_once()
     await notify.run_once()
     assert sorted(sink.arrived()) == ["credit.exhausted firing 72", "credit.low firing 71"]
+
+
+async def test_with_its_loops_running_the_sender_takes_what_is_sent_on_joining_leased_to_it(
+    settings: Settings, clock: FakeClock, notify_with: NotifyWith, redis_client: Redis
+) -> None:
+    """No claim round: the join leases the delivery to this process and its sender has it in
+    hand. A peer's claim meanwhile finds nothing; stopped mid-attempt, it hands the delivery
+    back, due at once, and the next sender sends it (the same ``webhook-id``)."""
+    async with WebhookSink([Reply(delay_s=60)]) as slow:
+        notify = notify_with(hooked(settings, slow), console=io.StringIO())
+        firing = transition()
+        async with notify:
+            await notify.notifier.handle(firing.to_json(), "1-0")
+
+            async def attempted() -> bool:
+                return len(slow.received) == 1
+
+            await eventually(attempted)
+            [(delivery_id, due)] = cast(
+                "list[tuple[bytes, float]]",
+                await redis_client.zrange(notify.deliveries.due_key, 0, -1, withscores=True),
+            )
+            assert due == to_epoch(clock.now + notify.sender.lease)
+            assert await notify.deliveries.claim(clock.now, lease=notify.sender.lease) == []
+        assert await notify.deliveries.claim(clock.now, lease=notify.sender.lease) == [
+            delivery_id.decode()
+        ]
+        await notify.deliveries.release([delivery_id.decode()], clock.now)
+        await notify.sender.run_once()
+    first, again = slow.received
+    assert again.verified and again.headers["webhook-id"] == first.headers["webhook-id"]
+    delivered = await notify.deliveries.get(delivery_id.decode())
+    assert delivered is not None and delivered.status == "delivered"
