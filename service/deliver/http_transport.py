@@ -25,16 +25,17 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NamedTuple
 
 import h11
 import httpx
 
-__all__ = ["HTTP_CONNECTIONS", "KeepAliveTransport", "receivers_client"]
+__all__ = ["HTTP_CONNECTIONS", "DirectClient", "KeepAliveTransport", "RawReply", "receivers_client"]
 
 # Open connections of the receivers' HTTP client (httpx's default), all of them kept alive.
 HTTP_CONNECTIONS = 100
@@ -91,18 +92,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
-            raise RuntimeError("the transport is closed")
         url = request.url
         origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
-        if self._slots.locked():  # every slot taken: wait, no longer than the pool timeout
-            try:
-                async with asyncio.timeout(_timeout(request, "pool")):
-                    await self._slots.acquire()
-            except TimeoutError as error:
-                raise httpx.PoolTimeout("no connection slot free", request=request) from error
-        else:
-            await self._slots.acquire()
+        await self._slot(_timeout(request, "pool"), request)
         connection: _Connection | None = None
         try:
             connection = self._idle_connection(origin) or await self._connect(origin, request)
@@ -120,6 +112,55 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/" + head.http_version, "reason_phrase": head.reason},
         )
 
+    async def _slot(self, timeout_s: float | None, request: httpx.Request | None) -> None:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        if self._slots.locked():  # every slot taken: wait, no longer than the pool timeout
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError as error:
+                raise httpx.PoolTimeout("no connection slot free", request=request) from error
+        else:
+            await self._slots.acquire()
+
+    async def post(
+        self, url: httpx.URL, headers: Sequence[tuple[str, str]], body: bytes, *, max_bytes: int
+    ) -> RawReply:
+        """A receiver's POST without httpx's request and response objects or h11's checks of
+        headers it need not check (``bounded_reply`` sends through here when it can): the
+        head and body written at once, the reply read as it comes (``_read_reply``), its
+        first ``max_bytes`` kept, the connection kept for the next request only when the
+        reply was read to its end and may be followed by another. The caller bounds the
+        whole attempt's time; failures are httpx's errors, as ``handle_async_request``'s."""
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
+        request = _request_bytes(url, headers, body)
+        await self._slot(None, None)
+        connection: _Connection | None = None
+        try:
+            connection = self._idle_connection(origin) or await self._connect(origin, None)
+            writer = connection.writer
+            try:
+                writer.write(request)
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
+            except OSError as error:
+                raise httpx.WriteError(str(error) or type(error).__name__) from error
+            reply, reusable = await _read_reply(connection.reader, max_bytes)
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            self._slots.release()
+            raise
+        self._slots.release()
+        if reusable and not self._closed and self._idle_count < self._max_idle:
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(origin, []).append(connection)
+            self._idle_count += 1
+        else:
+            connection.close()
+        return reply
+
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         stack = self._idle.get(origin)
         now = time.monotonic()
@@ -131,12 +172,12 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             connection.close()
         return None
 
-    async def _connect(self, origin: Origin, request: httpx.Request) -> _Connection:
+    async def _connect(self, origin: Origin, request: httpx.Request | None) -> _Connection:
         scheme, host, port = origin
         tls = self._tls() if scheme == b"https" else None
         hostname = host.decode("ascii")
         try:
-            async with asyncio.timeout(_timeout(request, "connect")):
+            async with asyncio.timeout(_timeout(request, "connect") if request else None):
                 reader, writer = await asyncio.open_connection(
                     hostname,
                     port,
@@ -273,11 +314,133 @@ class _ResponseStream(httpx.AsyncByteStream):
             self._transport._done(self._origin, self._connection, reusable=self._complete)
 
 
+class RawReply(NamedTuple):
+    """A reply as ``KeepAliveTransport.post`` read it: the status, the header lines (names
+    lower-cased), at most ``max_bytes`` of the body as it came, and whether there was more."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    truncated: bool
+
+
+# What may not appear in a header line we write (h11 refuses the same).
+_UNSAFE = re.compile(r"[\r\n\0]")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+def _request_bytes(url: httpx.URL, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
+    lines = [b"POST ", url.raw_path, b" HTTP/1.1\r\nhost: ", url.netloc, b"\r\n"]
+    for name, value in headers:
+        if _UNSAFE.search(name) or _UNSAFE.search(value):
+            raise httpx.LocalProtocolError(f"illegal header line for {name!r}")
+        lines += [name.encode("ascii"), b": ", value.encode("ascii"), b"\r\n"]
+    lines += [b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body]
+    return b"".join(lines)
+
+
+async def _read_reply(reader: asyncio.StreamReader, max_bytes: int) -> tuple[RawReply, bool]:
+    """The reply to the request just written (interim 1xx answers skipped), and whether its
+    connection may carry another: an HTTP/1.1 reply read to its end, no ``close`` asked."""
+    answered = False  # some of the reply came
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            answered = True
+            version, status, headers = _head(head)
+            if not 100 <= status < 200:
+                break
+        fields = dict(headers)
+        kept = status != 101 and version == b"HTTP/1.1"
+        kept = kept and b"close" not in fields.get(b"connection", b"").lower()
+        if status in (204, 304):
+            body, more, ended = b"", False, True
+        elif b"transfer-encoding" in fields:
+            if not fields[b"transfer-encoding"].lower().endswith(b"chunked"):
+                raise httpx.RemoteProtocolError("a transfer coding other than chunked last")
+            body, more, ended = await _chunked(reader, max_bytes)
+        elif b"content-length" in fields:
+            body, more, ended = await _sized(reader, _length(fields[b"content-length"]), max_bytes)
+        else:  # delimited by the server closing the connection
+            body, ended = await _until_closed(reader, max_bytes), False
+            body, more = body[:max_bytes], len(body) > max_bytes
+    except asyncio.IncompleteReadError as error:
+        if not answered and not error.partial:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response."
+            ) from error
+        raise httpx.RemoteProtocolError("the server closed the connection mid-reply") from error
+    except asyncio.LimitOverrunError as error:
+        raise httpx.RemoteProtocolError("a reply head or chunk line too long") from error
+    except OSError as error:
+        raise httpx.ReadError(str(error) or type(error).__name__) from error
+    return RawReply(status, headers, body, more), kept and ended and not more
+
+
+def _head(raw: bytes) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
+    """(version, status, header lines) of a reply head; a malformed one is a protocol error."""
+    status_line, *lines = raw[:-4].split(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            raise httpx.RemoteProtocolError(f"a malformed header line: {line[:80]!r}")
+        headers.append((name.lower(), value.strip(b" \t")))
+    return parts[0], int(parts[1]), headers
+
+
+def _length(value: bytes) -> int:
+    if not value.strip().isdigit():
+        raise httpx.RemoteProtocolError(f"a malformed content-length: {value[:40]!r}")
+    return int(value)
+
+
+async def _sized(
+    reader: asyncio.StreamReader, length: int, max_bytes: int
+) -> tuple[bytes, bool, bool]:
+    """(kept body, more than kept, read to its end) of a body of ``length`` bytes."""
+    body = await reader.readexactly(min(length, max_bytes))
+    return body, length > max_bytes, length <= max_bytes
+
+
+async def _chunked(reader: asyncio.StreamReader, max_bytes: int) -> tuple[bytes, bool, bool]:
+    body = bytearray()
+    while True:
+        size_line = (await reader.readuntil(b"\r\n"))[:-2].split(b";", 1)[0].strip()
+        if not _CHUNK_SIZE.fullmatch(size_line):
+            raise httpx.RemoteProtocolError(f"a malformed chunk size: {size_line[:40]!r}")
+        size = int(size_line, 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, unread
+                pass
+            return bytes(body), False, True
+        if len(body) + size > max_bytes:
+            body += await reader.readexactly(max_bytes - len(body))
+            return bytes(body), True, False
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise httpx.RemoteProtocolError("a chunk not followed by CRLF")
+
+
+async def _until_closed(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    """Up to one byte past ``max_bytes`` (enough to know there was more)."""
+    body = bytearray()
+    while len(body) <= max_bytes:
+        data = await reader.read(_READ)
+        if not data:
+            break
+        body += data
+    return bytes(body)
+
+
 def _default_port(url: httpx.URL) -> int:
     return 443 if url.raw_scheme == b"https" else 80
 
 
-class _DirectClient(httpx.AsyncClient):
+class DirectClient(httpx.AsyncClient):
     """httpx's client on one transport, whose ``send`` hands a request straight to it.
 
     A receiver is sent no cookies, no auth and no redirects (a 3xx is its answer), yet the
@@ -288,6 +451,14 @@ class _DirectClient(httpx.AsyncClient):
     def __init__(self, transport: KeepAliveTransport) -> None:
         super().__init__(transport=transport)
         self._direct = transport
+
+    async def post_raw(
+        self, url: httpx.URL, headers: Sequence[tuple[str, str]], body: bytes, *, max_bytes: int
+    ) -> RawReply:
+        """``KeepAliveTransport.post``: a receiver's POST past the client's request objects."""
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        return await self._direct.post(url, headers, body, max_bytes=max_bytes)
 
     async def send(
         self,
@@ -326,4 +497,4 @@ def receivers_client() -> httpx.AsyncClient:
             max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
         )
         return httpx.AsyncClient(limits=pool)
-    return _DirectClient(KeepAliveTransport())
+    return DirectClient(KeepAliveTransport())
