@@ -13,7 +13,7 @@ Usage::
     batch = WriteBatch()
     batch.set(key, document, nx=True)
     batch.zadd(due_key, {delivery_id: 1767225600.0})
-    await batch.run(redis, slot_key)     # alone, or inside a WATCH/MULTI:
+    await batch.run(redis, slot_key)     # alone (one EVALSHA), or inside a WATCH/MULTI:
     await batch.queue_on(pipe)           # ... queued with the transaction's other commands
 """
 
@@ -25,8 +25,11 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.slot_owner import transaction
+from service.slot_owner import refresh_on_moved, slot_owner
 
 __all__ = ["WriteBatch"]
 
@@ -113,17 +116,26 @@ class WriteBatch:
     def sadd(self, key: str, *members: str) -> None:
         self._add_many("SADD", key, members)
 
+    def _payload(self) -> str:
+        return json.dumps(self._ops, ensure_ascii=False)  # UTF-8 as is, not escaped
+
     async def queue_on(self, pipe: Pipeline) -> None:
         """Queue the whole batch on ``pipe`` as one script call (nothing, if it is empty);
         redis-py loads the script first when Redis does not have it."""
         if self._ops:
             script = pipe.register_script(_RUN)
-            payload = json.dumps(self._ops, ensure_ascii=False)  # UTF-8 as is, not escaped
-            await script(keys=list(self._keys), args=[payload], client=pipe)
+            await script(keys=list(self._keys), args=[self._payload()], client=pipe)
 
     async def run(self, redis: Redis, slot_key: str) -> None:
-        """Send the batch on the client owning ``slot_key``'s slot (every key must share it),
-        in a MULTI of its own: ``transaction`` re-reads the slot map when the slot moved."""
-        async with transaction(redis, slot_key) as pipe:
-            await self.queue_on(pipe)
-            await pipe.execute()
+        """Send the batch on the client owning ``slot_key``'s slot (every key must share it)
+        as one EVALSHA of its own: a script runs whole, as a MULTI would, and a pipeline
+        around it cost a MULTI, an EXEC and redis-py's ``SCRIPT EXISTS`` round trip before
+        each. When the slot moved, the slot map is re-read before the error goes on."""
+        if not self._ops:
+            return
+        client = await slot_owner(redis, slot_key)
+        try:
+            await client.register_script(_RUN)(keys=list(self._keys), args=[self._payload()])
+        except (ResponseError, RedisConnectionError, RedisTimeoutError, OSError) as error:
+            await refresh_on_moved(redis, error)
+            raise
