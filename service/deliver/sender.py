@@ -226,13 +226,16 @@ class Sender:
             status_code=outcome.status_code,
             error=None if outcome.result == "delivered" else outcome.detail,
         )
-        tried = delivery.model_copy(update={"attempts": [*delivery.attempts, attempt]})
+        attempts = [*delivery.attempts, attempt]
         metrics.DELIVERIES.labels(receiver=delivery.receiver, outcome=outcome.result).inc()
         if outcome.result == "delivered":
-            done = tried.model_copy(update={"status": "delivered", "next_attempt_at": None})
+            done = delivery.model_copy(
+                update={"attempts": attempts, "status": "delivered", "next_attempt_at": None}
+            )
             await self.store.save(done, due=None)
             log.info("delivery.sent", receiver=delivery.receiver, delivery_id=delivery.id)
             return
+        tried = delivery.model_copy(update={"attempts": attempts})
         if outcome.result == "gone":
             await self._disable(delivery.receiver, outcome)
         if outcome.result != "retry":
