@@ -21,6 +21,7 @@ import pytest
 from service.deliver.bounded_reply import post
 from service.deliver.http_transport import KeepAliveTransport, receivers_client
 from tests.support.servers import free_port
+from tests.support.tcp_server import tcp_server
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 Reply = Callable[[h11.Request, bytes], Awaitable[Answer]]
@@ -77,48 +78,39 @@ async def http_server(
         number = server.connections
         conn = h11.Connection(h11.SERVER)
         served = 0
-        try:
-            while True:
-                request = await _next(conn, reader)
-                if not isinstance(request, h11.Request):
-                    return  # the client closed the connection
-                body = b""
-                while not isinstance(event := await _next(conn, reader), h11.EndOfMessage):
-                    assert isinstance(event, h11.Data)
-                    body += bytes(event.data)
-                headers = {k.lower(): v for k, v in request.headers}
-                server.requests.append(Seen(request.method, request.target, headers, body, number))
-                server.in_hand += 1
-                server.most_in_hand = max(server.most_in_hand, server.in_hand)
-                try:
-                    status, extra, content = await reply(request, body)
-                finally:
-                    server.in_hand -= 1
-                served += 1
-                closing = close_after is not None and served >= close_after
-                head = [("content-length", str(len(content))), *extra]
-                if closing:
-                    head.append(("connection", "close"))
-                out = conn.send(h11.Response(status_code=status, headers=head)) or b""
-                if content:
-                    out += conn.send(h11.Data(data=content)) or b""
-                out += conn.send(h11.EndOfMessage()) or b""
-                writer.write(out)
-                await writer.drain()
-                if closing:
-                    return
-                conn.start_next_cycle()
-        except (ConnectionError, h11.RemoteProtocolError):
-            return
-        finally:
-            writer.close()
+        while True:
+            request = await _next(conn, reader)
+            if not isinstance(request, h11.Request):
+                return  # the client closed the connection
+            body = b""
+            while not isinstance(event := await _next(conn, reader), h11.EndOfMessage):
+                assert isinstance(event, h11.Data)
+                body += bytes(event.data)
+            headers = {k.lower(): v for k, v in request.headers}
+            server.requests.append(Seen(request.method, request.target, headers, body, number))
+            server.in_hand += 1
+            server.most_in_hand = max(server.most_in_hand, server.in_hand)
+            try:
+                status, extra, content = await reply(request, body)
+            finally:
+                server.in_hand -= 1
+            served += 1
+            closing = close_after is not None and served >= close_after
+            head = [("content-length", str(len(content))), *extra]
+            if closing:
+                head.append(("connection", "close"))
+            out = conn.send(h11.Response(status_code=status, headers=head)) or b""
+            if content:
+                out += conn.send(h11.Data(data=content)) or b""
+            out += conn.send(h11.EndOfMessage()) or b""
+            writer.write(out)
+            await writer.drain()
+            if closing:
+                return
+            conn.start_next_cycle()
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
+    async with tcp_server(serve) as server.port:
         yield server
-    finally:
-        listener.close()
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ import pytest
 
 from service.deliver.bounded_reply import Reply, post
 from service.deliver.http_transport import receivers_client
+from tests.support.tcp_server import tcp_server
 
 
 @dataclass
@@ -64,27 +65,18 @@ async def raw_server(*answers: tuple[bytes, bool]) -> AsyncIterator[RawServer]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server.connections += 1
         conn = h11.Connection(h11.SERVER)
-        try:
-            while (request := await _request(conn, reader)) is not None:
-                server.requests.append(request)
-                answer, hang_up = server.answers.pop(0)
-                writer.write(answer)
-                await writer.drain()
-                if hang_up:
-                    return
-                # The reply was not written through h11: start its next cycle by hand.
-                conn = h11.Connection(h11.SERVER)
-        except (ConnectionError, h11.RemoteProtocolError):
-            return
-        finally:
-            writer.close()
+        while (request := await _request(conn, reader)) is not None:
+            server.requests.append(request)
+            answer, hang_up = server.answers.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if hang_up:
+                return
+            # The reply was not written through h11: start its next cycle by hand.
+            conn = h11.Connection(h11.SERVER)
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
+    async with tcp_server(serve) as server.port:
         yield server
-    finally:
-        listener.close()
 
 
 @pytest.fixture(autouse=True)
