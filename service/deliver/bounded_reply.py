@@ -11,7 +11,10 @@ httpx's own timeout bounds each read, not their sum.
 The request is built here, not by the client's ``build_request``: a receiver's POST needs
 none of what that merges in (base URL, params, cookies), and under an alert burst building it
 there cost about as much as a third of the transport's own work per request. The client still
-sends it (its mounts, proxies, hooks and guarded transport apply).
+sends it (its mounts, proxies, hooks and guarded transport apply), except on the receivers'
+own client (``http_transport.DirectClient``, which has none of those): there the POST goes to
+its transport's ``post`` as bytes, past httpx's request and response objects, within the
+same bounds.
 
 Usage::
 

@@ -6,7 +6,11 @@ idle connection's socket whether the peer closed it (a ``select`` per connection
 request goes out in two writes (head, then body). Under an alert burst that was most of a
 delivery's cost. This transport keeps idle connections per origin on a stack (the most
 recently used first), asks the event loop, not the socket, whether one was closed meanwhile,
-and writes a request's head and body at once; parsing is h11's, as in httpcore.
+and writes a request's head and body at once; parsing is h11's, as in httpcore. A receiver's
+POST (``post``, which ``bounded_reply`` uses on the receivers' own client) goes past httpx's
+request and response objects and h11 as well: its head is written from headers the service
+built, and the reply's status line, headers and body are read here (``_read_reply``). Under an
+alert burst those layers cost as much as the rest of the POST.
 
 It is a drop-in ``httpx.AsyncBaseTransport``: the client's API and timeouts are unchanged
 (``timeout`` gives connect, write, pool and per-read limits; ``bounded_reply`` bounds the
