@@ -97,9 +97,10 @@ class Notifier:
         if self.wake is not None and (woke or "added" in results):
             self.wake.set()
         made = [delivery for _, delivery in joined if delivery is not None]
-        if made and leased_until is not None:
-            assert self.sender is not None
-            self.sender.take(made, leased_until=leased_until)
+        if made and leased_until is not None and self.sender is not None:
+            if not self.sender.take(made, leased_until=leased_until):
+                # Its loop stopped while the batch joined (a shutdown): due now, for the next.
+                await self.deliveries.release([d.id for d in made], self.clock())
         elif made and self.wake_sender is not None:
             self.wake_sender.set()
 

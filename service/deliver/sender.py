@@ -126,14 +126,16 @@ class Sender:
             return 0
         return max(0, MAX_IN_FLIGHT - self._claimed())
 
-    def take(self, deliveries: Sequence[Delivery], *, leased_until: datetime) -> None:
+    def take(self, deliveries: Sequence[Delivery], *, leased_until: datetime) -> bool:
         """Send deliveries this process just made and leased to itself (the notifier's, sent on
         joining) as if a round had claimed them: no claim, no reading back what is in hand.
-        Their lease makes them another sender's only if this one dies or runs out of time."""
+        Their lease makes them another sender's only if this one dies or runs out of time.
+        False if the loop stopped meanwhile: they are the caller's to hand back."""
         if self._finished is None:
-            raise RuntimeError("take needs the running loop (run)")
+            return False
         page = _Page({d.id: d for d in deliveries}, {}, leased_until)
         self._start(chains([d.id for d in deliveries]), page)
+        return True
 
     def _claimed(self) -> int:
         return sum(map(len, self._in_flight.values()))

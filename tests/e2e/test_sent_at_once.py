@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings
 from service.deliver.clock import FakeClock, to_epoch
+from service.deliver.groups import GroupStore
 from service.deliver.pipeline import NotifyPipeline
 from tests.support.notify import NotifyWith, notify_settings, resolved, transition
 from tests.support.receiver import Reply, WebhookSink
@@ -173,3 +174,31 @@ async def test_with_its_loops_running_the_sender_takes_what_is_sent_on_joining_l
     assert again.verified and again.headers["webhook-id"] == first.headers["webhook-id"]
     delivered = await notify.deliveries.get(delivery_id.decode())
     assert delivered is not None and delivered.status == "delivered"
+
+
+async def test_what_a_stopping_sender_could_not_take_is_handed_back_due_at_once(
+    settings: Settings,
+    sink: WebhookSink,
+    clock: FakeClock,
+    notify_with: NotifyWith,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop stops while a batch joins its groups (a shutdown): the deliveries the join
+    leased to it are made due now, not left waiting for their lease, and the next sender
+    sends them."""
+    notify = notify_with(hooked(settings, sink), console=io.StringIO())
+    joining = GroupStore.add_many
+
+    async def stopping_meanwhile(groups: GroupStore, *args: Any, **kwargs: Any) -> Any:
+        joined = await joining(groups, *args, **kwargs)
+        await notify.__aexit__(None, None, None)
+        return joined
+
+    monkeypatch.setattr(GroupStore, "add_many", stopping_meanwhile)
+    await notify.__aenter__()
+    await notify.notifier.handle(transition().to_json(), "1-0")
+    [(_, due)] = await redis_client.zrange(notify.deliveries.due_key, 0, -1, withscores=True)
+    assert due == to_epoch(clock.now)
+    await notify.sender.run_once()
+    assert sink.arrived() == ["credit.exhausted firing 71"]
