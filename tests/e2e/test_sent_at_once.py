@@ -198,7 +198,10 @@ async def test_what_a_stopping_sender_could_not_take_is_handed_back_due_at_once(
     monkeypatch.setattr(GroupStore, "add_many", stopping_meanwhile)
     await notify.__aenter__()
     await notify.notifier.handle(transition().to_json(), "1-0")
-    [(_, due)] = await redis_client.zrange(notify.deliveries.due_key, 0, -1, withscores=True)
+    [(_, due)] = cast(
+        "list[tuple[bytes, float]]",
+        await redis_client.zrange(notify.deliveries.due_key, 0, -1, withscores=True),
+    )
     assert due == to_epoch(clock.now)
     await notify.sender.run_once()
     assert sink.arrived() == ["credit.exhausted firing 71"]
