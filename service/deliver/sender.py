@@ -11,6 +11,9 @@ disables the receiver and raises ``ops.receiver_disabled``.
 A round claims a page of up to ``CLAIM_PAGE`` and reads their documents, and whether their
 receivers are disabled, once for the page; while pages come back full the next round starts
 at once, up to ``MAX_IN_FLIGHT`` claimed and unfinished, ``ATTEMPTS_AT_ONCE`` per receiver.
+While the loop runs, the notifier of the same process hands it the deliveries it made on
+joining (``take``), leased to it by the join: sent as a claimed page would be, without the
+claim or the read.
 
 Usage::
 
