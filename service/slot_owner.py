@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError, TimeoutError
 __all__ = [
     "close_owners",
     "is_cluster",
+    "owning",
     "read_keys",
     "refresh_on_moved",
     "slot_owner",
@@ -85,17 +86,24 @@ async def refresh_on_moved(redis: Redis, error: Exception) -> None:
 
 
 @asynccontextmanager
-async def transaction(redis: Redis, key: str) -> AsyncIterator[Pipeline]:
-    """A MULTI/EXEC pipeline on the client owning ``key``'s slot (every key it touches must
-    share that slot: the ``{g}`` family, or one shard's). When it fails because the slot moved
-    or its master is gone, the slot map is re-read before the error goes on to the caller."""
+async def owning(redis: Redis, key: str) -> AsyncIterator[Redis]:
+    """The client owning ``key``'s slot (``slot_owner``), for commands whose keys all share
+    that slot. When they fail because the slot moved or its master is gone, the slot map is
+    re-read before the error goes on to the caller."""
     client = await slot_owner(redis, key)
     try:
-        async with client.pipeline(transaction=True) as pipe:
-            yield pipe
+        yield client
     except (ResponseError, RedisConnectionError, TimeoutError, OSError) as error:
         await refresh_on_moved(redis, error)
         raise
+
+
+@asynccontextmanager
+async def transaction(redis: Redis, key: str) -> AsyncIterator[Pipeline]:
+    """A MULTI/EXEC pipeline on the client owning ``key``'s slot (every key it touches must
+    share that slot: the ``{g}`` family, or one shard's), as ``owning`` gives it."""
+    async with owning(redis, key) as client, client.pipeline(transaction=True) as pipe:
+        yield pipe
 
 
 async def read_keys(redis: Redis, keys: Sequence[str | bytes]) -> list[Any]:

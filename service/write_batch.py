@@ -25,11 +25,8 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.slot_owner import refresh_on_moved, slot_owner
+from service.slot_owner import owning
 
 __all__ = ["WriteBatch"]
 
@@ -133,9 +130,5 @@ class WriteBatch:
         each. When the slot moved, the slot map is re-read before the error goes on."""
         if not self._ops:
             return
-        client = await slot_owner(redis, slot_key)
-        try:
+        async with owning(redis, slot_key) as client:
             await client.register_script(_RUN)(keys=list(self._keys), args=[self._payload()])
-        except (ResponseError, RedisConnectionError, RedisTimeoutError, OSError) as error:
-            await refresh_on_moved(redis, error)
-            raise

@@ -67,9 +67,8 @@ async def post(
         body = content.encode() if isinstance(content, str) else content
         fields = {**_HEADERS, **headers, "accept-encoding": "identity"}
         async with asyncio.timeout(timeout_s):
-            raw = await http.post_raw(
-                httpx.URL(url), list(fields.items()), body, max_bytes=max_bytes
-            )
+            target = url if isinstance(url, httpx.URL) else httpx.URL(url)  # parsed once
+            raw = await http.post_raw(target, list(fields.items()), body, max_bytes=max_bytes)
         return Reply(raw.status_code, httpx.Headers(raw.headers), raw.body, raw.truncated)
     request = httpx.Request(
         "POST",

@@ -156,13 +156,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 connection.close()
             self._slots.release()
             raise
-        self._slots.release()
-        if reusable and not self._closed and self._idle_count < self._max_idle:
-            connection.idle_since = time.monotonic()
-            self._idle.setdefault(origin, []).append(connection)
-            self._idle_count += 1
-        else:
-            connection.close()
+        self._finish(origin, connection, reusable=reusable)
         return reply
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
@@ -234,16 +228,17 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
     def _done(self, origin: Origin, connection: _Connection, reusable: bool) -> None:
         """A response finished (read to its end, or abandoned): keep or close its connection."""
-        self._slots.release()
         wire = connection.h11
-        if (
-            reusable
-            and not self._closed
-            and wire.our_state is h11.DONE
-            and wire.their_state is h11.DONE
-            and self._idle_count < self._max_idle
-        ):
+        reusable = reusable and wire.our_state is h11.DONE and wire.their_state is h11.DONE
+        if reusable:
             wire.start_next_cycle()
+        self._finish(origin, connection, reusable=reusable)
+
+    def _finish(self, origin: Origin, connection: _Connection, *, reusable: bool) -> None:
+        """Give the request's slot back; keep its connection for the next request to
+        ``origin`` (room allowing) or close it."""
+        self._slots.release()
+        if reusable and not self._closed and self._idle_count < self._max_idle:
             connection.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(connection)
             self._idle_count += 1
