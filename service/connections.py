@@ -68,7 +68,11 @@ POOL_TIMEOUT_S = 30.0
 
 
 # redis-py annotates the serializer's arguments as lists; they are a command's arguments.
-_PACK_IN_C: Callable[..., list[bytes]] = HiredisRespSerializer().pack
+# Its constructors (this one's, Sentinel's) are typed in some releases of the range
+# pyproject.toml allows and not in others: called through Any, mypy passes on each.
+_SERIALIZER: Any = HiredisRespSerializer
+_SENTINEL: Any = Sentinel
+_PACK_IN_C: Callable[..., list[bytes]] = _SERIALIZER().pack
 
 
 class _PackedInC(AbstractConnection):
@@ -189,7 +193,7 @@ class RedisTarget:
             # cluster, multi-slot MGET/MSET in a transaction, the code avoids: see
             # service.slot_owner), so the roles need no union type.
             return cast("Redis", cluster)
-        sentinel = Sentinel(self.sentinels, password=self.password, db=self.db)  # type: ignore[no-untyped-call]
+        sentinel: Sentinel = _SENTINEL(self.sentinels, password=self.password, db=self.db)
         master: Redis = sentinel.master_for(
             self.master,
             connection_pool_class=_BlockingSentinelPool,
