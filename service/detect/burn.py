@@ -23,17 +23,22 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from itertools import pairwise
+from operator import lt, sub
 
 __all__ = ["INTRADAY_WINDOW", "daily_average", "intraday", "rate", "seconds"]
 
 INTRADAY_WINDOW = timedelta(hours=24)
 _DAY = Decimal(86_400)
+_MICROSECOND = timedelta(microseconds=1)
+_ZERO = Decimal(0)
+_POSITIVE = partial(lt, _ZERO)
 
 
 def seconds(span: timedelta) -> Decimal:
     """A timedelta as exact seconds (``total_seconds`` would be a float)."""
-    return Decimal(span.days * 86_400 + span.seconds) + Decimal(span.microseconds).scaleb(-6)
+    return Decimal(span // _MICROSECOND).scaleb(-6)
 
 
 def daily_average(
@@ -71,10 +76,10 @@ def intraday(
     inside = [instant for instant in skip if window[0][0] < instant <= latest]
     if not inside:
         span = latest - window[0][0]
-        drops = sum(
-            (before - after for (_, before), (_, after) in pairwise(window) if before > after),
-            Decimal(0),
-        )
+        # Each drop is a balance minus the next one; the positive ones summed in C (map,
+        # filter, sum): this runs on every balance snapshot, two or three times.
+        balances = [balance for _, balance in window]
+        drops = sum(filter(_POSITIVE, map(sub, balances, balances[1:])), _ZERO)
     else:
         span = timedelta(0)
         drops = Decimal(0)

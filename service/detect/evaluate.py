@@ -82,14 +82,21 @@ def evaluate(
     if current is None:
         return None
     transitions: list[AlertTransition] = []
+    ran: list[str] = []
     for name, listed in RULES.items():
         if not isinstance(snapshot, listed.reads):
             continue
         if run is None:
             current, emitted = listed.rule(current, snapshot, ledger, settings)
         else:
-            current, emitted = run.apply(
+            outcome = run.apply(
                 name, listed.rule, current, snapshot=snapshot, ledger=ledger, settings=settings
             )
+            if outcome is None:
+                continue  # it raised: skipped, and recorded in ``run``
+            current, emitted = outcome
+            ran.append(name)
         transitions.extend(emitted)
+    if run is not None:
+        run.ran_clean(current.advertiser_id, ran)
     return Evaluation(current, transitions)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from math import ceil
+from typing import Any
 
 from msgspec.structs import replace
 
@@ -73,13 +74,16 @@ def record(
     ``window`` is how far back spend days are kept one by one (``rollup.window``), and
     ``midnights_kept`` how many midnight balances (``midnights_for``)."""
     current = state or AccountState(advertiser_id=snapshot.advertiser_id)
+    # Each kind's fact is the fields it changes: the state is copied once, with them and
+    # the clock and profile (a copy of a state is a fifth of recording a balance).
+    changes: dict[str, Any] | None
     if isinstance(snapshot, AccountBalanceSnapshot):
-        updated = _balance(current, snapshot, midnights_kept)
+        changes = _balance(current, snapshot, midnights_kept)
     elif isinstance(snapshot, DailySpendSnapshot):
-        updated = _spend(current, snapshot, ledger, window)
+        changes = _spend(current, snapshot, ledger, window)
     else:
-        updated = _transaction(current, snapshot, ledger)
-    if updated is None:
+        changes = _transaction(current, snapshot, ledger)
+    if changes is None:
         return None
     now = snapshot.observed_at if current.now is None else max(current.now, snapshot.observed_at)
     known = current.profile
@@ -91,7 +95,7 @@ def record(
         snapshot.currency,
     ):
         profile = Profile(advertiser_name=name, bc_id=snapshot.bc_id, currency=snapshot.currency)
-    return replace(updated, now=now, profile=profile)
+    return replace(current, **changes, now=now, profile=profile)
 
 
 def midnights_for(settings: DetectSettings) -> int:
@@ -103,7 +107,7 @@ def midnights_for(settings: DetectSettings) -> int:
 
 def _balance(
     state: AccountState, snapshot: AccountBalanceSnapshot, midnights_kept: int
-) -> AccountState | None:
+) -> dict[str, Any] | None:
     if state.last_observed_at is not None and snapshot.observed_at <= state.last_observed_at:
         return None
     balances = snapshot.balances
@@ -112,22 +116,19 @@ def _balance(
     )
     history = thin([*state.history, point], now=snapshot.observed_at)
     previous = state.history[-1] if state.history else None
-    return replace(
-        state,
-        **{
-            "grant_at_midnight": _as_midnights(
-                midnights(state.grant_at_midnight, previous, point, kept=midnights_kept)
-            ),
-            "last_observed_at": snapshot.observed_at,
-            "valid_grant": balances.valid_grant_balance,
-            "grant": balances.grant_balance,
-            "frozen_grant": balances.frozen_grant_balance,
-            "valid_cash": balances.valid_cash_balance,
-            "balance_reminder": snapshot.balance_reminder,
-            "cash_shared": snapshot.cash_is_shared,
-            "history": history,
-        },
-    )
+    return {
+        "grant_at_midnight": _as_midnights(
+            midnights(state.grant_at_midnight, previous, point, kept=midnights_kept)
+        ),
+        "last_observed_at": snapshot.observed_at,
+        "valid_grant": balances.valid_grant_balance,
+        "grant": balances.grant_balance,
+        "frozen_grant": balances.frozen_grant_balance,
+        "valid_cash": balances.valid_cash_balance,
+        "balance_reminder": snapshot.balance_reminder,
+        "cash_shared": snapshot.cash_is_shared,
+        "history": history,
+    }
 
 
 def _as_midnights(marks: Mapping[date, Decimal]) -> Midnights:
@@ -192,7 +193,7 @@ def thin(history: list[BalancePoint], *, now: datetime) -> list[BalancePoint]:
 
 def _spend(
     state: AccountState, snapshot: DailySpendSnapshot, ledger: AccountLedger, window: timedelta
-) -> AccountState | None:
+) -> dict[str, Any] | None:
     source = snapshot.source
     oldest = (snapshot.observed_at - SPEND_RETENTION).date()
     start = (snapshot.observed_at - window).date()
@@ -231,16 +232,15 @@ def _spend(
         if days
         else {name: figures_of for name, figures_of in state.spend.items() if name != source}
     )
-    return replace(
-        state,
-        spend=spend,
-        rolled={**state.rolled, source: Spans(spans)} if spans else state.rolled,
-    )
+    return {
+        "spend": spend,
+        "rolled": {**state.rolled, source: Spans(spans)} if spans else state.rolled,
+    }
 
 
 def _transaction(
     state: AccountState, snapshot: CreditTransactionSnapshot, ledger: AccountLedger
-) -> AccountState | None:
+) -> dict[str, Any] | None:
     if snapshot.transaction_id in state.transactions:
         return None
     if snapshot.transaction_type == PROMOTION_ISSUED:
@@ -256,4 +256,4 @@ def _transaction(
     oldest = snapshot.observed_at - TRANSACTION_RETENTION
     kept = {tid: r for tid, r in state.transactions.items() if r.create_time >= oldest}
     kept[snapshot.transaction_id] = entry
-    return replace(state, **{"transactions": kept})
+    return {"transactions": kept}

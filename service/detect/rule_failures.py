@@ -12,9 +12,12 @@ removed when the rule runs clean again. ``/readyz`` reports what is failing
 Usage::
 
     run = RuleRun()
-    state, emitted = run.apply(
+    outcome = run.apply(
         "ladder", ladder.evaluate, state, snapshot=snapshot, ledger=ledger, settings=settings
     )
+    if outcome is not None:                      # None: it raised, and run recorded that
+        state, emitted = outcome
+        run.ran_clean(state.advertiser_id, ["ladder"])
     await health.record(run)                     # after the batch is committed
     reasons = await failing_rules(redis, streams)   # ["rule ladder failing for 1 account(s)"]
 """
@@ -85,10 +88,10 @@ def _cause(error: Exception) -> str:
 @dataclass
 class RuleRun:
     """The rules' outcomes over one batch: the last failure of each (rule, account) pair
-    that failed, and the pairs whose last run was clean."""
+    that failed, and per account the rules whose last run on it was clean."""
 
     failed: dict[str, RuleFailure] = field(default_factory=dict)
-    passed: set[str] = field(default_factory=set)
+    clean: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(
         self,
@@ -99,26 +102,35 @@ class RuleRun:
         snapshot: S,
         ledger: AccountLedger,
         settings: DetectSettings,
-    ) -> tuple[AccountState, list[AlertTransition]]:
-        """The rule's result, or the state unchanged and no transitions if it raised."""
-        pair = f"{name}:{state.advertiser_id}"
+    ) -> tuple[AccountState, list[AlertTransition]] | None:
+        """The rule's result, or None if it raised (the failure is recorded here)."""
         try:
-            result = rule(state, snapshot, ledger, settings)
+            return rule(state, snapshot, ledger, settings)
         except Exception as error:  # any bug or bad input in one rule: contain it
             metrics.RULE_ERRORS.labels(rule=name).inc()
-            self.passed.discard(pair)
-            self.failed[pair] = RuleFailure(
+            self.clean.get(state.advertiser_id, set()).discard(name)
+            failure = RuleFailure(
                 rule=name,
                 advertiser_id=state.advertiser_id,
                 cause=_cause(error),
                 error="".join(traceback.format_exception(error)),
                 payload=snapshot.to_json(),
             )
-            return state, []
-        if self.failed:  # nearly always empty: spare the lookup on every rule's run
-            self.failed.pop(pair, None)
-        self.passed.add(pair)
-        return result
+            self.failed[failure.field] = failure
+            return None
+
+    def ran_clean(self, advertiser_id: str, names: list[str]) -> None:
+        """Note that ``names`` ran clean on the account: once per snapshot, not per rule
+        (the batch's every snapshot runs ten rules; the bookkeeping was a tenth of them)."""
+        self.clean.setdefault(advertiser_id, set()).update(names)
+        if self.failed:  # nearly always empty: spare the lookups
+            for name in names:
+                self.failed.pop(f"{name}:{advertiser_id}", None)
+
+    def passed(self, pair: str) -> bool:
+        """Whether the last run of this ``rule:advertiser`` pair in the batch was clean."""
+        name, _, advertiser_id = pair.partition(":")
+        return name in self.clean.get(advertiser_id, ())
 
 
 class RuleHealth:
@@ -136,7 +148,7 @@ class RuleHealth:
         await self._refresh()
         if run.failed:
             await self._failed(list(run.failed.values()))
-        recovered = [pair for pair in run.passed if pair in self._known]
+        recovered = [pair for pair in self._known if run.passed(pair)]
         if recovered:
             await self._redis.hdel(self._key, *recovered)
             self._known.difference_update(recovered)
