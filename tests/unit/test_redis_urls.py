@@ -39,6 +39,8 @@ COMMANDS = [
     ("SET", "k", 1e300),
     ("SET", "kü", "€"),
     ("SET", "k", memoryview(b"abc")),
+    ("SET", "k", bytearray(b"abc")),
+    ("set", "k", 0),
     ("MSET", *[f"key:{n}" for n in range(2000)]),
 ]
 
