@@ -76,7 +76,18 @@ class RuleFailure:
 
     @property
     def field(self) -> str:
-        return f"{self.rule}:{self.advertiser_id}"
+        return _pair(self.rule, self.advertiser_id)
+
+
+def _pair(rule: str, advertiser_id: str) -> str:
+    """A (rule, account) pair as the failures hash keys it: ``rule:advertiser``."""
+    return f"{rule}:{advertiser_id}"
+
+
+def _split(pair: str) -> tuple[str, str]:
+    """``_pair``'s (rule, account) back from its key."""
+    rule, _, advertiser_id = pair.partition(":")
+    return rule, advertiser_id
 
 
 def _cause(error: Exception) -> str:
@@ -125,11 +136,11 @@ class RuleRun:
         self.clean.setdefault(advertiser_id, set()).update(names)
         if self.failed:  # nearly always empty: spare the lookups
             for name in names:
-                self.failed.pop(f"{name}:{advertiser_id}", None)
+                self.failed.pop(_pair(name, advertiser_id), None)
 
     def passed(self, pair: str) -> bool:
-        """Whether the last run of this ``rule:advertiser`` pair in the batch was clean."""
-        name, _, advertiser_id = pair.partition(":")
+        """Whether the last run of this pair (as ``_pair`` writes it) in the batch was clean."""
+        name, advertiser_id = _split(pair)
         return name in self.clean.get(advertiser_id, ())
 
 
@@ -192,7 +203,7 @@ class RuleHealth:
 async def failing_rules(redis: Redis, streams: StreamSettings) -> list[str]:
     """``["rule ladder failing for 2 account(s)"]``: for ``/readyz``."""
     pairs = await _pairs(redis, streams.keyspace.rule_failures())
-    per_rule = Counter(pair.split(":", 1)[0] for pair in pairs)
+    per_rule = Counter(_split(pair)[0] for pair in pairs)
     return [f"rule {rule} failing for {n} account(s)" for rule, n in sorted(per_rule.items())]
 
 
